@@ -1,0 +1,261 @@
+"""Command-line entry: pre-parse, load plugins, build the parser from plugins, dispatch."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vx._version import __version__
+from vx.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, PluginError, UsageError, VxError
+
+__all__ = ["Command", "CommandRegistry", "Parser", "main"]
+
+
+@dataclass(slots=True)
+class Command:
+    """A subcommand contributed through ``vx_add_commands``."""
+
+    name: str
+    help: str
+    handler: Callable[[Any], int]
+    """``handler(config) -> exit code``."""
+    needs_workspace: bool = True
+    configure: Callable[[argparse.ArgumentParser], None] | None = None
+    """Optional: add arguments to the subcommand's own argparse parser."""
+
+
+class CommandRegistry:
+    """Collects subcommands; passed to ``vx_add_commands``."""
+
+    def __init__(self) -> None:
+        self.commands: dict[str, Command] = {}
+
+    def add(
+        self,
+        name: str,
+        *,
+        help: str,
+        handler: Callable[[Any], int],
+        needs_workspace: bool = True,
+        configure: Callable[[argparse.ArgumentParser], None] | None = None,
+    ) -> Command:
+        if name in self.commands:
+            raise PluginError(f"two plugins add the command 'vx {name}'")
+        command = Command(name, help, handler, needs_workspace, configure)
+        self.commands[name] = command
+        return command
+
+
+class Parser:
+    """Passed to ``vx_addoption``: options are added globally or to one subcommand."""
+
+    def __init__(self, commands: CommandRegistry) -> None:
+        self._commands = commands
+        self._options: list[tuple[str | None, tuple[str, ...], dict[str, Any]]] = []
+
+    def add_option(self, *flags: str, command: str | None = None, **kwargs: Any) -> None:
+        """Like ``argparse.ArgumentParser.add_argument``; ``command=None`` means global."""
+        self._options.append((command, flags, kwargs))
+
+    def build(self) -> argparse.ArgumentParser:
+        main = argparse.ArgumentParser(
+            prog="vx",
+            description="vx: a plugin-first build system and task runner for Python monorepos.",
+            epilog="Exit codes: 0 success; highest task exit code when a task fails; "
+            "2 usage error; 78 configuration or plugin error; 130 interrupted.",
+            allow_abbrev=False,
+        )
+        main.add_argument("-V", "--version", action="count", default=0, dest="version",
+                          help="print the version (-VV: also the plugins)")
+        globals_ = [(flags, kwargs) for command, flags, kwargs in self._options if command is None]
+        for flags, kwargs in globals_:
+            main.add_argument(*flags, **kwargs)
+        subparsers = main.add_subparsers(dest="command", metavar="COMMAND")
+        for command in self._commands.commands.values():
+            sub = subparsers.add_parser(
+                command.name, help=command.help, description=command.help, allow_abbrev=False
+            )
+            if command.configure is not None:
+                command.configure(sub)
+            for option_command, flags, kwargs in self._options:
+                if option_command == command.name:
+                    sub.add_argument(*flags, **kwargs)
+            group = sub.add_argument_group("global options")
+            for flags, kwargs in globals_:
+                if flags[0].startswith("-"):
+                    group.add_argument(*flags, **{**kwargs, "default": argparse.SUPPRESS})
+        unknown = {c for c, _, _ in self._options if c is not None} - set(self._commands.commands)
+        if unknown:
+            raise PluginError(f"options were added to unknown command(s): {', '.join(unknown)}")
+        return main
+
+
+def _global_options(parser: Parser) -> None:
+    parser.add_option("-C", dest="directory", metavar="DIR",
+                      help="run as if vx was started in DIR")
+    parser.add_option("-p", dest="plugins", action="append", default=[], metavar="NAME",
+                      help="load plugin module NAME; -p no:NAME blocks plugin NAME")
+    parser.add_option("--trace-config", action="store_true", default=False,
+                      help="print each plugin as it is registered")
+    parser.add_option("--debug", action="store_true", default=False,
+                      help="show tracebacks for errors")
+    parser.add_option("-q", "--quiet", action="count", default=0, help="less output")
+    parser.add_option("-v", "--verbose", action="count", default=0, help="more output")
+
+
+def _preparse(args: list[str]) -> argparse.Namespace:
+    """Read the options needed before plugins load (they may appear anywhere)."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("-C", dest="directory")
+    pre.add_argument("-p", dest="plugins", action="append", default=[])
+    pre.add_argument("--trace-config", action="store_true")
+    pre.add_argument("--debug", action="store_true")
+    pre.add_argument("-q", "--quiet", action="count", default=0)
+    pre.add_argument("-v", "--verbose", action="count", default=0)
+    pre.add_argument("-V", "--version", action="count", default=0)
+    try:
+        namespace, _ = pre.parse_known_args(args)
+    except SystemExit as exc:  # e.g. "-C" without a value
+        raise UsageError("invalid global options; see vx --help") from exc
+    return namespace
+
+
+def main(args: list[str]) -> int:
+    debug = "--debug" in args
+    try:
+        return _main(args)
+    except VxError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        _print_error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _print_error("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        import traceback
+
+        if debug:
+            traceback.print_exc()
+        _print_error(
+            f"internal error: {type(exc).__name__}: {exc} (this is a bug in vx; "
+            "run again with --debug for the traceback and report it)"
+        )
+        return EXIT_INTERNAL
+
+
+def _print_error(message: str) -> None:
+    sys.stdout.flush()
+    sys.stderr.write(f"vx: error: {message}\n")
+
+
+def _main(args: list[str]) -> int:
+    from vx import _log
+    from vx.config import Config, find_workspace_root, tool_vx
+    from vx.plugin_manager import VxPluginManager, env_plugin_list
+
+    pre = _preparse(args)
+    _log.set_verbosity(pre.verbose - pre.quiet)
+    invocation_dir = Path(pre.directory or os.getcwd()).resolve()
+    if not invocation_dir.is_dir():
+        raise UsageError(f"-C {pre.directory}: not a directory")
+
+    def trace(message: str) -> None:
+        sys.stderr.write(f"vx: trace-config: {message}\n")
+
+    pm = VxPluginManager(trace=trace if pre.trace_config else None)
+    pm.block(name[3:] for name in pre.plugins if name.startswith("no:"))
+    pm.load_entrypoints(autoload=not os.environ.get("VX_DISABLE_PLUGIN_AUTOLOAD"))
+    pm.import_plugins(env_plugin_list(), "VX_PLUGINS")
+
+    root_error: VxError | None = None
+    found = None
+    try:
+        found = find_workspace_root(invocation_dir)
+    except VxError as exc:
+        root_error = exc
+    root, root_data = found if found else (None, None)
+    if root is not None and root_data is not None:
+        table = tool_vx(root_data) or {}
+        root_file = str(root / "pyproject.toml")
+        plugins = _string_list(table, "plugins", root_file)
+        required = _string_list(table, "required_plugins", root_file)
+        if plugins:
+            if str(root) not in sys.path:
+                sys.path.append(str(root))
+            pm.import_plugins(plugins, "tool.vx.plugins")
+        pm.check_required(required, root_file)
+    pm.import_plugins((name for name in pre.plugins if not name.startswith("no:")), "-p")
+    _check_pending(pm)
+
+    registry = CommandRegistry()
+    pm.hooks.add_commands(registry)
+    parser = Parser(registry)
+    _global_options(parser)
+    pm.hooks.addoption(parser)
+    argparser = parser.build()
+    try:
+        option = argparser.parse_args(args)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code else 0
+    if option.version:
+        sys.stdout.write(f"vx {__version__}\n")
+        if option.version > 1:
+            for name, info in pm.infos.items():
+                sys.stdout.write(f"  {name}: {info.origin} ({info.module})\n")
+        return 0
+    if option.command is None:
+        argparser.print_help(sys.stderr)
+        return EXIT_USAGE
+    command = registry.commands[option.command]
+    if command.needs_workspace and root_error is not None:
+        raise root_error
+    config = Config(pm, option, invocation_dir, root, root_data)
+    if command.needs_workspace:
+        config.require_root()
+    pm.hooks.configure(config)
+    try:
+        return command.handler(config)
+    finally:
+        pm.hooks.unconfigure(config)
+
+
+def _string_list(table: dict[str, Any], key: str, file: str) -> list[str]:
+    from vx.errors import ConfigError
+
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"expected a list of strings, got {value!r}", file=file, key=f"tool.vx.{key}")
+    return value
+
+
+def _check_pending(pm: Any) -> None:
+    import pluggy
+
+    from vx.errors import did_you_mean
+
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        hooks = [h for h in dir(pm.hook) if h.startswith("vx_")]
+        unknown = next(
+            (
+                attr
+                for attr in dir(exc.plugin)
+                if attr.startswith("vx_") and attr not in hooks
+                and callable(getattr(exc.plugin, attr))
+            ),
+            "",
+        )
+        raise PluginError(
+            f"{pm.info_for(name)} implements unknown hook '{unknown}'"
+            f"{did_you_mean(unknown, hooks)}"
+        ) from exc

@@ -1,0 +1,130 @@
+"""Built-in plugin ``run``: the ``vx run`` command."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from typing import TYPE_CHECKING, Any
+
+import vx
+from vx.planning import plan, resolve_concurrency
+from vx.runner import ContinueMode, Runner
+
+if TYPE_CHECKING:
+    from vx.cli import CommandRegistry, Parser
+    from vx.config import Config
+    from vx.graph import Task, TaskGraph
+
+
+@vx.hookimpl
+def vx_add_commands(registry: CommandRegistry) -> None:
+    registry.add("run", help="run tasks in dependency order, in parallel", handler=run_command)
+
+
+@vx.hookimpl
+def vx_addoption(parser: Parser) -> None:
+    add = parser.add_option
+    add("tasks", nargs="+", metavar="TASK", command="run",
+        help="task names (test) or exact task ids (acme-api#test)")
+    add_selection_options(parser, "run")
+    add("-j", "--concurrency", metavar="N|P%", command="run",
+        help="maximum tasks running at once: a number or a percentage of CPUs "
+        "(default: [tool.vx] concurrency, else the number of CPUs)")
+    add("--continue", dest="continue_mode", nargs="?", const="always", default="never",
+        choices=[mode.value for mode in ContinueMode], command="run",
+        help="after a failure: never (default, stop and cancel running tasks), "
+        "dependencies-successful (run what does not depend on the failure), "
+        "always (run everything); the bare flag means always")
+    add("--dry", "--dry-run", dest="dry", nargs="?", const="text", choices=["text", "json"],
+        command="run", help="print the plan without running anything (json: only JSON on stdout)")
+    add("--env-mode", choices=["strict", "loose"], command="run",
+        help="strict: tasks see only declared and base variables (default); loose: everything")
+
+
+def add_selection_options(parser: Parser, command: str) -> None:
+    """``--filter``, ``--affected`` and ``--base`` (shared with ``vx graph``)."""
+    parser.add_option("-F", "--filter", action="append", metavar="SPEC", command=command,
+                      help="select projects (repeatable, union): NAME, glob, ./path, NAME..., "
+                      "...NAME, !NAME, [REV], [A...B]")
+    parser.add_option("--affected", action="store_true", command=command,
+                      help="projects changed relative to --base, and their dependents")
+    parser.add_option("--base", metavar="REV", command=command,
+                      help="base revision for --affected (default: origin/main)")
+
+
+def run_command(config: Config) -> int:
+    graph = plan(config, list(config.option.tasks))
+    if config.option.dry:
+        return _dry_run(config, graph)
+    if not len(graph):
+        sys.stderr.write("vx: no tasks to run (the filters selected no project)\n")
+        return 0
+    runner = Runner(
+        config,
+        graph,
+        config.hook.executor(config),
+        concurrency=resolve_concurrency(config),
+        continue_mode=ContinueMode(config.option.continue_mode),
+        priorities=config.hook.task_priorities(graph, config),
+        cache=config.stash.get("vx.cache"),
+        task_names=list(config.option.tasks),
+    )
+    run = runner.run()
+    assert run.exit_code is not None
+    return run.exit_code
+
+
+def describe_command(task: Task) -> str | None:
+    command = task.command
+    return shlex.join(command) if isinstance(command, list) else command
+
+
+def dry_run_document(config: Config, graph: TaskGraph) -> dict[str, Any]:
+    """The ``--dry=json`` document."""
+    cache = config.stash.get("vx.cache")
+    tasks = []
+    for task in graph:
+        entry: dict[str, Any] = {
+            "id": task.id,
+            "project": task.project.name,
+            "task": task.name,
+            "command": describe_command(task),
+            "cwd": str(task.cwd),
+            "dependencies": list(task.dependencies),
+            "dependents": list(task.dependents),
+            "hash": task.hash,
+            "cache": {"status": "miss" if task.definition.cache else "disabled"},
+            "inputs": list(task.definition.inputs) if task.definition.inputs is not None else None,
+            "outputs": list(task.definition.outputs),
+            "env": list(task.definition.env),
+            "pass_env": list(task.definition.pass_env),
+        }
+        if cache is not None:
+            entry.update(cache.dry_run_entry(task))
+        tasks.append(entry)
+    return {
+        "version": vx.__version__,
+        "workspace": str(graph.workspace.root),
+        "concurrency": resolve_concurrency(config),
+        "tasks": tasks,
+    }
+
+
+def _dry_run(config: Config, graph: TaskGraph) -> int:
+    document = dry_run_document(config, graph)
+    if config.option.dry == "json":
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return 0
+    out = sys.stdout
+    out.write(f"Plan: {len(graph)} task(s), concurrency {document['concurrency']}\n")
+    for entry in document["tasks"]:
+        out.write(f"\n{entry['id']}\n")
+        out.write(f"  command      {entry['command'] or '(none: groups its dependencies)'}\n")
+        out.write(f"  cwd          {entry['cwd']}\n")
+        out.write(f"  dependencies {', '.join(entry['dependencies']) or '-'}\n")
+        out.write(f"  dependents   {', '.join(entry['dependents']) or '-'}\n")
+        out.write(f"  outputs      {', '.join(entry['outputs']) or '-'}\n")
+        out.write(f"  hash         {entry['hash'] or '-'}\n")
+        out.write(f"  cache        {entry['cache']['status']}\n")
+    return 0

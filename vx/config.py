@@ -1,0 +1,202 @@
+"""Finding the workspace root, reading TOML, and the ``Config`` object every hook receives."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vx.errors import ConfigError, UsageError, did_you_mean
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
+
+    from vx.plugin_manager import HookRelay, VxPluginManager
+    from vx.settings import CoreSettings
+    from vx.workspace import Workspace
+
+__all__ = ["Config", "find_workspace_root", "format_validation_error", "read_toml"]
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse ``path``; a syntax error names the file, line and column."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", file=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from None
+
+
+def tool_vx(data: dict[str, Any]) -> dict[str, Any] | None:
+    tool = data.get("tool")
+    table = tool.get("vx") if isinstance(tool, dict) else None
+    return table if isinstance(table, dict) else None
+
+
+def find_workspace_root(start: Path) -> tuple[Path, dict[str, Any]] | None:
+    """Nearest ancestor whose pyproject ``[tool.vx]`` declares ``members``, else nearest with
+    ``[tool.vx]``. Returns ``(directory, parsed pyproject)``."""
+    nearest: tuple[Path, dict[str, Any]] | None = None
+    for directory in (start, *start.parents):
+        candidate = directory / "pyproject.toml"
+        if not candidate.is_file():
+            continue
+        data = read_toml(candidate)
+        table = tool_vx(data)
+        if table is None:
+            continue
+        if "members" in table:
+            return directory, data
+        if nearest is None:
+            nearest = (directory, data)
+    return nearest
+
+
+_UNION_TAG = re.compile(r"^(str|int|float|bool|none|list\[.*\]|dict\[.*\]|[a-z-]+\[.*\])$")
+
+
+def _key_path(loc: tuple[int | str, ...], prefix: str) -> str:
+    path = prefix
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """Field names of the model reached by following ``loc`` from ``model``."""
+    from pydantic import BaseModel
+
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields is not None and part in fields:
+            current = fields[part].annotation
+        else:
+            args = getattr(current, "__args__", ())
+            current = args[-1] if args else None
+        origin_args = getattr(current, "__args__", ())
+        for arg in origin_args:
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                current = arg
+    return list(getattr(current, "model_fields", {}))
+
+
+def format_validation_error(
+    exc: ValidationError,
+    file: str,
+    model: type[BaseModel],
+    prefix: str = "tool.vx",
+    env_prefix: str | None = None,
+) -> ConfigError:
+    """Turn pydantic's errors into one message naming the file (or env var), keys and fix."""
+    lines: list[str] = []
+    seen: dict[str, int] = {}
+    for error in exc.errors():
+        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and _UNION_TAG.match(p)))
+        key = _key_path(loc, prefix)
+        source = file
+        if env_prefix:
+            env_name = env_prefix + "__".join(str(p) for p in loc).upper()
+            if env_name in {name.upper() for name in os.environ}:
+                source, key = f"environment variable {env_name}", ""
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            name = str(loc[-1])
+            known = _fields_at(model, loc[:-1])
+            hint = did_you_mean(name, known) or (f"; known keys: {', '.join(known)}" if known else "")
+            message = f"unknown key '{name}'{hint}"
+        elif kind == "missing":
+            message = "required key is missing"
+        else:
+            got = repr(error.get("input"))
+            message = f"{error['msg'].rstrip('.')}, got {got[:60]}"
+        where = f"{source}: {key}" if key else source
+        if where in seen:
+            lines[seen[where]] += f"; or {message[0].lower()}{message[1:]}"
+            continue
+        seen[where] = len(lines)
+        lines.append(f"{where}: {message}")
+    return ConfigError("\n".join(lines))
+
+
+class Config:
+    """The parsed command line, the plugins and (lazily) the validated settings and workspace."""
+
+    def __init__(
+        self,
+        pluginmanager: VxPluginManager,
+        option: argparse.Namespace,
+        invocation_dir: Path,
+        root: Path | None,
+        root_data: dict[str, Any] | None,
+    ) -> None:
+        self.pluginmanager = pluginmanager
+        self.option = option
+        self.invocation_dir = invocation_dir
+        self.root = root
+        self.root_data = root_data or {}
+        self.stash: dict[str, Any] = {}
+        """Free-form storage for plugins; prefix keys with your plugin name."""
+
+    @property
+    def hook(self) -> HookRelay:
+        return self.pluginmanager.hooks
+
+    @property
+    def root_file(self) -> Path:
+        return self.require_root() / "pyproject.toml"
+
+    def require_root(self) -> Path:
+        if self.root is None:
+            raise UsageError(
+                f"no vx workspace found in {self.invocation_dir} or any parent directory; "
+                "create a pyproject.toml with a [tool.vx] table (members = [\"packages/*\"]), "
+                "or pass -C DIR"
+            )
+        return self.root
+
+    @property
+    def raw_settings(self) -> dict[str, Any]:
+        """The root's ``[tool.vx]`` table as parsed, before validation."""
+        return tool_vx(self.root_data) or {}
+
+    @cached_property
+    def settings(self) -> CoreSettings:
+        """The validated root ``[tool.vx]`` table, including every plugin's section."""
+        from pydantic import Field, ValidationError, create_model
+        from pydantic_settings import SettingsError
+
+        from vx.settings import CoreSettings
+
+        models = self.hook.settings_models()
+        fields: dict[str, Any] = {
+            name: (model, Field(default_factory=model)) for name, model in models.items()
+        }
+        model = create_model("VxSettings", __base__=CoreSettings, **fields)
+        self.require_root()
+        try:
+            return model(**self.raw_settings)
+        except ValidationError as exc:
+            raise format_validation_error(exc, str(self.root_file), model, env_prefix="VX_") from None
+        except SettingsError as exc:
+            raise ConfigError(f"invalid VX_* environment variable: {exc}") from None
+
+    def section(self, name: str) -> Any:
+        """The validated ``[tool.vx.<name>]`` model of a plugin."""
+        return getattr(self.settings, name)
+
+    @cached_property
+    def workspace(self) -> Workspace:
+        root = self.require_root()
+        workspace = self.hook.load_workspace(root, self)
+        if workspace is None:
+            raise ConfigError("no plugin could load the workspace", file=str(self.root_file))
+        return workspace

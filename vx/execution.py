@@ -1,0 +1,84 @@
+"""What the scheduler hands to executors, and what comes back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from vx.graph import Task
+
+__all__ = ["CommandSpec", "Executor", "OutputCallback", "RunInfo", "TaskResult", "TaskStatus"]
+
+OutputCallback = Callable[[bytes], None]
+
+
+@dataclass(slots=True)
+class CommandSpec:
+    """How to start one task's process; plugins may rewrite it (``vx_wrap_command``)."""
+
+    argv: list[str]
+    """Program and arguments; a string ``cmd`` becomes ``["/bin/sh", "-c", cmd]``."""
+    cwd: Path
+    env: dict[str, str]
+
+
+class TaskStatus(str, Enum):
+    """Outcome of one task in a run."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    CACHED = "cached"
+    SKIPPED = "skipped"
+    """Not started: a dependency failed, or the run stopped first."""
+    CANCELLED = "cancelled"
+    """Started, then terminated by vx (fail-fast or interruption)."""
+
+
+@dataclass(slots=True)
+class TaskResult:
+    """The outcome of a task, passed to ``vx_task_finish``."""
+
+    task: Task
+    status: TaskStatus
+    exit_code: int
+    duration_ms: float
+    output: bytes = b""
+    """Combined stdout and stderr, as captured."""
+    cache: dict[str, Any] = field(default_factory=dict)
+    """Cache details: at least ``{"status": "hit" | "miss" | "disabled"}``."""
+    error: str | None = None
+    """Why vx could not run the command (e.g. program not found), if so."""
+
+
+@dataclass(slots=True)
+class RunInfo:
+    """One ``vx run`` invocation, passed to run lifecycle hooks."""
+
+    run_id: str
+    started_at: float
+    """Wall-clock start, seconds since the epoch."""
+    tasks: list[str]
+    """Ids of every task the run will consider, in topological order."""
+    task_names: list[str]
+    """Task names as given on the command line."""
+    results: dict[str, TaskResult] = field(default_factory=dict)
+    exit_code: int | None = None
+    duration_ms: float | None = None
+    interrupted: bool = False
+    summary_path: Path | None = None
+    """Where the run summary JSON was written (set by the summary plugin)."""
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs a command and reports its exit code; returned by ``vx_executor``.
+
+    ``execute`` streams output through ``on_output`` as it arrives. When the
+    awaiting coroutine is cancelled (fail-fast, Ctrl-C), the executor must stop
+    the command and everything it spawned before re-raising ``CancelledError``.
+    """
+
+    async def execute(self, task: Task, spec: CommandSpec, on_output: OutputCallback) -> int: ...

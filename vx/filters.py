@@ -1,0 +1,150 @@
+"""``--filter`` / ``--affected``: choosing which projects a run covers."""
+
+from __future__ import annotations
+
+import fnmatch
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from vx.errors import UsageError, did_you_mean
+from vx.workspace import Workspace, normalize_name
+
+__all__ = ["FilterSpec", "parse_filter", "select_projects"]
+
+
+@dataclass(frozen=True, slots=True)
+class FilterSpec:
+    """One parsed ``--filter`` value."""
+
+    text: str
+    exclude: bool
+    selector: str
+    """Name glob, ``./path/glob`` or ``[REV]`` / ``[A...B]``."""
+    with_dependencies: bool
+    with_dependents: bool
+
+
+def parse_filter(text: str) -> FilterSpec:
+    """Parse ``[!][...]SELECTOR[...]``; raise :class:`UsageError` on bad syntax."""
+    body = text.strip()
+    exclude = body.startswith("!")
+    body = body[1:] if exclude else body
+    with_dependents = body.startswith("...")
+    body = body[3:] if with_dependents else body
+    with_dependencies = body.endswith("...")
+    body = body[:-3] if with_dependencies else body
+    if not body:
+        raise UsageError(
+            f"--filter {text!r}: empty selector; expected a project name or glob (acme-*), "
+            "./path, NAME... (with dependencies), ...NAME (with dependents), !NAME or [REV]"
+        )
+    if body.startswith("[") != body.endswith("]") or body.count("[") != body.count("]"):
+        raise UsageError(f"--filter {text!r}: unbalanced brackets; a git range is written [REV]")
+    if body == "[]":
+        raise UsageError(f"--filter {text!r}: empty git revision; write e.g. [main] or [A...B]")
+    return FilterSpec(text, exclude, body, with_dependencies, with_dependents)
+
+
+def select_projects(
+    workspace: Workspace, filters: list[str], invocation_dir: Path
+) -> list[str]:
+    """Names of the selected projects, in workspace order (all when ``filters`` is empty)."""
+    specs = [parse_filter(text) for text in filters]
+    includes = [spec for spec in specs if not spec.exclude]
+    excludes = [spec for spec in specs if spec.exclude]
+    selected: set[str] = set(workspace.projects) if not includes else set()
+    for spec in includes:
+        selected |= _expand(workspace, spec, invocation_dir)
+    for spec in excludes:
+        selected -= _expand(workspace, spec, invocation_dir)
+    return [name for name in workspace.projects if name in selected]
+
+
+def _expand(workspace: Workspace, spec: FilterSpec, invocation_dir: Path) -> set[str]:
+    matched = _match(workspace, spec, invocation_dir)
+    result = set(matched)
+    if spec.with_dependencies:
+        result |= _closure(workspace, matched, dependents=False)
+    if spec.with_dependents:
+        result |= _closure(workspace, matched, dependents=True)
+    return result
+
+
+def _match(workspace: Workspace, spec: FilterSpec, invocation_dir: Path) -> set[str]:
+    selector = spec.selector
+    if selector.startswith("["):
+        return _changed_projects(workspace, selector[1:-1], spec.text)
+    if selector == "." or selector.startswith(("./", "../")):
+        pattern = (invocation_dir / selector).resolve()
+        matched = {
+            name
+            for name, project in workspace.projects.items()
+            if project.path == pattern or fnmatch.fnmatchcase(str(project.path), str(pattern))
+        }
+        if not matched:
+            raise UsageError(f"--filter {spec.text!r}: no project directory matches {pattern}")
+        return matched
+    pattern = normalize_name(selector) if not any(c in selector for c in "*?[") else selector
+    matched = {name for name in workspace.projects if fnmatch.fnmatchcase(name, pattern)}
+    if not matched:
+        raise UsageError(
+            f"--filter {spec.text!r}: no project named '{selector}'"
+            f"{did_you_mean(pattern, workspace.projects)}; "
+            f"projects: {', '.join(workspace.projects)}"
+        )
+    return matched
+
+
+def _closure(workspace: Workspace, names: set[str], *, dependents: bool) -> set[str]:
+    edges: dict[str, list[str]] = {name: [] for name in workspace.projects}
+    for name, project in workspace.projects.items():
+        for dependency in project.dependencies:
+            if dependents:
+                edges[dependency].append(name)
+            else:
+                edges[name].append(dependency)
+    seen: set[str] = set()
+    stack = list(names)
+    while stack:
+        for next_name in edges[stack.pop()]:
+            if next_name not in seen:
+                seen.add(next_name)
+                stack.append(next_name)
+    return seen
+
+
+def _git(root: Path, *args: str, context: str) -> str:
+    try:
+        completed = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError:
+        raise UsageError(f"{context}: git is not installed") from None
+    if completed.returncode != 0:
+        detail = completed.stderr.strip().splitlines()
+        raise UsageError(f"{context}: git {' '.join(args)} failed: {detail[-1] if detail else ''}")
+    return completed.stdout
+
+
+def _changed_projects(workspace: Workspace, revisions: str, text: str) -> set[str]:
+    """Projects with files changed in ``A...B``, or since ``REV`` (including uncommitted work)."""
+    context = f"--filter {text!r}"
+    root = workspace.root
+    toplevel = Path(_git(root, "rev-parse", "--show-toplevel", context=context).strip()).resolve()
+    if "..." in revisions:
+        changed = _git(root, "diff", "--name-only", "-z", revisions, "--", context=context)
+    else:
+        _git(root, "rev-parse", "--verify", "--quiet", f"{revisions}^{{commit}}", context=context)
+        changed = _git(root, "diff", "--name-only", "-z", revisions, "--", context=context)
+        changed += _git(root, "ls-files", "--others", "--exclude-standard", "-z", context=context)
+    paths = [toplevel / name for name in changed.split("\0") if name]
+    globals_ = [root / pattern for pattern in workspace.global_inputs]
+    projects: set[str] = set()
+    for path in paths:
+        if any(fnmatch.fnmatchcase(str(path), str(pattern)) for pattern in globals_):
+            return set(workspace.projects)
+        project = workspace.project_for_path(path.resolve() if path.exists() else path)
+        if project is not None:
+            projects.add(project.name)
+    return projects

@@ -1,0 +1,250 @@
+"""The task graph: ``project#task`` nodes and their dependency edges."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vx.errors import ConfigError, CycleError, UsageError, did_you_mean
+from vx.workspace import Project, TaskDefinition, Workspace, normalize_name
+
+__all__ = ["Task", "TaskGraph", "build_task_graph", "task_id"]
+
+
+def task_id(project: str, task: str) -> str:
+    return f"{project}#{task}"
+
+
+@dataclass(eq=False, slots=True)
+class Task:
+    """One node of the graph: a task of a project, with resolved edges."""
+
+    id: str
+    project: Project
+    definition: TaskDefinition
+    dependencies: list[str] = field(default_factory=list)
+    dependents: list[str] = field(default_factory=list)
+    hash: str | None = None
+    """Cache key, filled in by the cache before the task runs."""
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def cwd(self) -> Path:
+        return (self.project.path / self.definition.cwd).resolve()
+
+    @property
+    def command(self) -> str | list[str] | None:
+        cmd = self.definition.cmd
+        return list(cmd) if isinstance(cmd, tuple) else cmd
+
+
+class TaskGraph:
+    """Tasks keyed by id, in a deterministic topological order."""
+
+    def __init__(self, workspace: Workspace, tasks: dict[str, Task]) -> None:
+        self.workspace = workspace
+        self.tasks = tasks
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks.values())
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __getitem__(self, id: str) -> Task:
+        return self.tasks[id]
+
+    def add_dependency(self, task: str, depends_on: str) -> None:
+        """Add the edge ``task -> depends_on`` (for ``vx_modify_graph`` implementations)."""
+        if depends_on not in self.tasks[task].dependencies:
+            self.tasks[task].dependencies.append(depends_on)
+            self.tasks[depends_on].dependents.append(task)
+
+    def check_acyclic(self) -> None:
+        """Raise :class:`CycleError` naming the cycle ``a#b -> c#d -> a#b``."""
+        WHITE, GREY, BLACK = 0, 1, 2
+        color = dict.fromkeys(self.tasks, WHITE)
+        for start in self.tasks:
+            if color[start] != WHITE:
+                continue
+            stack: list[tuple[str, Iterator[str]]] = [(start, iter(self.tasks[start].dependencies))]
+            path = [start]
+            color[start] = GREY
+            while stack:
+                node, children = stack[-1]
+                child = next(children, None)
+                if child is None:
+                    color[node] = BLACK
+                    stack.pop()
+                    path.pop()
+                elif color[child] == GREY:
+                    cycle = [*path[path.index(child) :], child]
+                    raise CycleError(
+                        "dependency cycle: " + " -> ".join(cycle),
+                        file=str(self.workspace.root / "pyproject.toml"),
+                        key="depends_on",
+                    )
+                elif color[child] == WHITE:
+                    color[child] = GREY
+                    path.append(child)
+                    stack.append((child, iter(self.tasks[child].dependencies)))
+
+    def topological_order(self) -> list[Task]:
+        """Dependencies before dependents; ties keep declaration order."""
+        indegree = {id: len(task.dependencies) for id, task in self.tasks.items()}
+        order: list[Task] = []
+        ready = [id for id, degree in indegree.items() if degree == 0]
+        while ready:
+            next_ready: list[str] = []
+            for id in ready:
+                order.append(self.tasks[id])
+                for dependent in self.tasks[id].dependents:
+                    indegree[dependent] -= 1
+                    if indegree[dependent] == 0:
+                        next_ready.append(dependent)
+            ready = next_ready
+        return order
+
+    def transitive_dependents(self, id: str) -> set[str]:
+        seen: set[str] = set()
+        stack = list(self.tasks[id].dependents)
+        while stack:
+            node = stack.pop()
+            if node not in seen:
+                seen.add(node)
+                stack.extend(self.tasks[node].dependents)
+        return seen
+
+    def transitive_dependencies(self, id: str) -> set[str]:
+        seen: set[str] = set()
+        stack = list(self.tasks[id].dependencies)
+        while stack:
+            node = stack.pop()
+            if node not in seen:
+                seen.add(node)
+                stack.extend(self.tasks[node].dependencies)
+        return seen
+
+
+def build_task_graph(
+    workspace: Workspace, task_names: Iterable[str], projects: Iterable[str]
+) -> TaskGraph:
+    """Select ``task_names`` in ``projects`` and pull in everything they depend on."""
+    names = list(task_names)
+    selected = list(projects)
+    all_task_names = {t for p in workspace.projects.values() for t in p.tasks}
+    for name in names:
+        if "#" in name:
+            project, _, task = name.partition("#")
+            _resolve_exact(workspace, project, task, context=f"vx run {name}")
+        elif not any(name in workspace.projects[p].tasks for p in selected):
+            where = "no selected project" if len(selected) < len(workspace.projects) else "no project"
+            raise UsageError(
+                f"{where} has a task named '{name}'{did_you_mean(name, all_task_names)}; "
+                f"known tasks: {', '.join(sorted(all_task_names)) or 'none'}"
+            )
+
+    tasks: dict[str, Task] = {}
+    pending: list[tuple[Project, str]] = []
+    for name in names:
+        if "#" in name:
+            project, _, task = name.partition("#")
+            pending.append((workspace.projects[_resolve_exact(workspace, project, task, "")], task))
+        else:
+            pending.extend(
+                (workspace.projects[p], name) for p in selected if name in workspace.projects[p].tasks
+            )
+    edges: list[tuple[str, str]] = []
+    while pending:
+        project, name = pending.pop(0)
+        id = task_id(project.name, name)
+        if id in tasks:
+            continue
+        definition = project.tasks[name]
+        tasks[id] = Task(id=id, project=project, definition=definition)
+        for index, spec in enumerate(definition.depends_on):
+            for dep_project in _resolve_dependency(workspace, project, name, index, spec):
+                dep_name = spec.rpartition("#")[2].removeprefix("^")
+                edges.append((id, task_id(dep_project.name, dep_name)))
+                pending.append((dep_project, dep_name))
+    for task, dependency in edges:
+        if dependency not in tasks[task].dependencies:
+            tasks[task].dependencies.append(dependency)
+            tasks[dependency].dependents.append(task)
+    graph = TaskGraph(workspace, tasks)
+    graph.check_acyclic()
+    ordered = {task.id: task for task in graph.topological_order()}
+    return TaskGraph(workspace, ordered)
+
+
+def _resolve_exact(workspace: Workspace, project: str, task: str, context: str) -> str:
+    key = normalize_name(project)
+    if key not in workspace.projects:
+        raise UsageError(
+            f"{context}: unknown project '{project}'{did_you_mean(key, workspace.projects)}"
+        )
+    if task not in workspace.projects[key].tasks:
+        tasks = workspace.projects[key].tasks
+        raise UsageError(
+            f"{context}: project '{key}' has no task '{task}'{did_you_mean(task, tasks)}"
+        )
+    return key
+
+
+def _resolve_dependency(
+    workspace: Workspace, project: Project, task: str, index: int, spec: str
+) -> list[Project]:
+    """Projects whose task ``spec`` (``^t``, ``t`` or ``proj#t``) names."""
+    key = f"tool.vx.tasks.{task}.depends_on[{index}]"
+    file = str(project.pyproject)
+    if spec.startswith("^"):
+        name = spec[1:]
+        return _upstream_with_task(workspace, project, name)
+    if "#" in spec:
+        other, _, name = spec.partition("#")
+        other_key = normalize_name(other)
+        if other_key not in workspace.projects:
+            raise ConfigError(
+                f"unknown project '{other}'{did_you_mean(other_key, workspace.projects)}",
+                file=file,
+                key=key,
+            )
+        if name not in workspace.projects[other_key].tasks:
+            tasks = workspace.projects[other_key].tasks
+            raise ConfigError(
+                f"project '{other_key}' has no task '{name}'{did_you_mean(name, tasks)}",
+                file=file,
+                key=key,
+            )
+        return [workspace.projects[other_key]]
+    if spec not in project.tasks:
+        raise ConfigError(
+            f"project '{project.name}' has no task '{spec}'{did_you_mean(spec, project.tasks)}"
+            " (use '^name' for a task of the dependency projects, 'project#name' for another"
+            " project's task)",
+            file=file,
+            key=key,
+        )
+    return [project]
+
+
+def _upstream_with_task(workspace: Workspace, project: Project, name: str) -> list[Project]:
+    """Dependency projects that have task ``name``; projects without it are passed through."""
+    found: list[Project] = []
+    seen: set[str] = set()
+    stack = list(reversed(project.dependencies))
+    while stack:
+        dep = stack.pop()
+        if dep in seen:
+            continue
+        seen.add(dep)
+        dep_project = workspace.projects[dep]
+        if name in dep_project.tasks:
+            found.append(dep_project)
+        else:
+            stack.extend(reversed(dep_project.dependencies))
+    return found

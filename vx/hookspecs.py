@@ -1,0 +1,218 @@
+"""Every extension point of vx.
+
+Plugins implement hooks with the :data:`vx.hookimpl` marker; a hook is called
+on every plugin that implements it (in LIFO registration order, like pytest),
+unless marked *firstresult*, in which case the first non-``None`` return wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from vx.caching import CacheLayer
+    from vx.cli import CommandRegistry, Parser
+    from vx.config import Config
+    from vx.execution import CommandSpec, Executor, RunInfo, TaskResult
+    from vx.graph import Task, TaskGraph
+    from vx.plugin_manager import VxPluginManager
+    from vx.workspace import Workspace
+
+hookspec = pluggy.HookspecMarker("vx")
+
+# -------------------------------------------------------------------------
+# Bootstrap: called while the command line is being built
+# -------------------------------------------------------------------------
+
+
+@hookspec(historic=True)
+def vx_addhooks(pluginmanager: VxPluginManager) -> None:
+    """Register new hook specifications (``pluginmanager.add_hookspecs(module)``).
+
+    Called once per plugin as soon as it is registered (historic).
+    """
+
+
+@hookspec
+def vx_add_commands(registry: CommandRegistry) -> None:
+    """Add subcommands (``vx run``, ``vx graph``, ``vx cache`` ...).
+
+    Called once, after every plugin is loaded and before the command line is
+    parsed. Use ``registry.add(name, help=..., handler=..., needs_workspace=...)``;
+    ``handler(config) -> int`` returns the exit code. Returns nothing.
+    """
+
+
+@hookspec(historic=True)
+def vx_addoption(parser: Parser) -> None:
+    """Add command-line options.
+
+    ``parser.add_option(*flags, command=None, **argparse_kwargs)`` adds a global
+    option (``command=None``) or an option of one subcommand (``command="run"``).
+    Options appear in ``vx --help`` / ``vx run --help`` and are read back as
+    ``config.option.<dest>``. Called once per plugin after ``vx_add_commands``
+    (historic: plugins registered later are called too). Returns nothing.
+    """
+
+
+# -------------------------------------------------------------------------
+# Configuration
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def vx_settings_models() -> Mapping[str, type[BaseModel]]:
+    """Return ``{section: model}`` for the ``[tool.vx.<section>]`` tables this plugin owns.
+
+    Called once when settings are first validated. Each model is a pydantic
+    ``BaseModel`` (use ``extra="forbid"`` so misspelled keys get a "did you
+    mean"); values are also read from ``VX_<SECTION>__<KEY>`` environment
+    variables. Read them back with ``config.section(name)``.
+    """
+
+
+@hookspec
+def vx_configure(config: Config) -> None:
+    """Called once the command line is parsed and plugins are loaded, before the command runs.
+
+    Register stateful helper objects here (``config.pluginmanager.register``)
+    when an option enables them, like pytest's ``stepwise``. Returns nothing.
+    """
+
+
+@hookspec
+def vx_unconfigure(config: Config) -> None:
+    """Called once after the command finished (also after errors). Returns nothing."""
+
+
+# -------------------------------------------------------------------------
+# Workspace and graph
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def vx_load_workspace(root: Path, config: Config) -> Workspace | None:
+    """Read the workspace rooted at ``root`` (the directory holding the root pyproject.toml).
+
+    firstresult: the first plugin returning a :class:`~vx.workspace.Workspace`
+    wins; the built-in ``workspace`` plugin reads ``[tool.vx]`` of pyproject files.
+    Raise :class:`~vx.errors.ConfigError` for invalid configuration.
+    """
+
+
+@hookspec
+def vx_modify_graph(graph: TaskGraph, config: Config) -> None:
+    """Inspect or change the task graph before anything runs (e.g. add inferred edges).
+
+    Called once per ``vx run`` / ``vx graph`` after the graph is built and
+    before it is checked for cycles again. Returns nothing.
+    """
+
+
+# -------------------------------------------------------------------------
+# Hashing and caching
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def vx_task_hash_components(task: Task, config: Config) -> Mapping[str, str | bytes] | None:
+    """Return extra named components to include in ``task``'s cache key.
+
+    Called once per task per run, before the key is computed. Components of
+    all plugins are merged (names must be unique; prefix them with your
+    plugin's name) and recorded in the manifest so ``vx why`` can explain them.
+    """
+
+
+@hookspec
+def vx_cache_layers(config: Config) -> list[CacheLayer] | None:
+    """Return the cache layers this plugin provides (see :class:`vx.caching.CacheLayer`).
+
+    Called once per run. Layers are read in order: the one named ``local``
+    first, then the rest in hook call order. Returns a list, or None.
+    """
+
+
+# -------------------------------------------------------------------------
+# Scheduling and execution
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def vx_task_priorities(graph: TaskGraph, config: Config) -> Mapping[str, float] | None:
+    """Return ``{task_id: priority}``; higher runs first among ready tasks.
+
+    firstresult. Called once per run. Tasks missing from the mapping get 0.
+    The default priority is the number of transitive dependents.
+    """
+
+
+@hookspec(firstresult=True)
+def vx_executor(config: Config) -> Executor | None:
+    """Return the :class:`~vx.execution.Executor` that runs commands.
+
+    firstresult. Called once per run; the built-in ``executor`` plugin returns
+    one that spawns local processes in their own process group.
+    """
+
+
+@hookspec
+def vx_wrap_command(task: Task, spec: CommandSpec, config: Config) -> CommandSpec | None:
+    """Rewrite how ``task`` is started (sandbox, container, timing wrapper ...).
+
+    Called before each spawn; implementations are chained in hook call order,
+    each receiving the spec returned by the previous one. Return a new
+    :class:`~vx.execution.CommandSpec`, or None to keep ``spec`` unchanged.
+    """
+
+
+# -------------------------------------------------------------------------
+# Run and task lifecycle events (observers)
+#
+# An observer that raises is disabled for the rest of the run with one
+# warning; the run goes on. Return values are ignored.
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def vx_run_start(run: RunInfo, graph: TaskGraph, config: Config) -> None:
+    """Called once before the first task of a run starts."""
+
+
+@hookspec
+def vx_task_start(task: Task, run: RunInfo) -> None:
+    """Called when ``task`` is about to be looked up in the cache or spawned."""
+
+
+@hookspec
+def vx_task_cache(task: Task, status: str, details: Mapping[str, object]) -> None:
+    """Called after the cache lookup of ``task``: ``status`` is ``"hit"`` or ``"miss"``.
+
+    ``details`` holds at least ``key`` and, on a hit, ``source`` (layer name).
+    """
+
+
+@hookspec
+def vx_task_output(task: Task, data: bytes) -> None:
+    """Called for each chunk of output (stdout and stderr combined) as it arrives,
+    and for replayed logs of cache hits."""
+
+
+@hookspec
+def vx_task_finish(result: TaskResult, run: RunInfo) -> None:
+    """Called once per task of the run with its final :class:`~vx.execution.TaskResult`,
+    including tasks that were skipped or cancelled."""
+
+
+@hookspec
+def vx_run_finish(run: RunInfo, config: Config) -> None:
+    """Called once after the last task, with ``run.exit_code`` and ``run.results`` set.
+
+    Also called after an interruption (``run.interrupted``).
+    """

@@ -1,0 +1,52 @@
+"""From the command line to a task graph: project selection, graph building, plugin edits."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vx.errors import ConfigError, UsageError
+from vx.filters import select_projects
+from vx.graph import TaskGraph, build_task_graph
+
+if TYPE_CHECKING:
+    from vx.config import Config
+
+__all__ = ["plan", "resolve_concurrency"]
+
+
+def plan(config: Config, task_names: list[str]) -> TaskGraph:
+    """Build the graph of ``task_names`` over the projects chosen by ``--filter``/``--affected``."""
+    workspace = config.workspace
+    filters = list(getattr(config.option, "filter", None) or [])
+    if getattr(config.option, "affected", False):
+        filters.append(f"...[{config.option.base or 'origin/main'}]")
+    elif getattr(config.option, "base", None):
+        raise UsageError("--base only applies together with --affected")
+    projects = select_projects(workspace, filters, config.invocation_dir)
+    if not task_names:
+        task_names = sorted({t for name in projects for t in workspace.projects[name].tasks})
+    if not projects:
+        return TaskGraph(workspace, {})
+    graph = build_task_graph(workspace, task_names, projects)
+    config.hook.modify_graph(graph, config)
+    graph.check_acyclic()
+    return TaskGraph(workspace, {task.id: task for task in graph.topological_order()})
+
+
+def resolve_concurrency(config: Config) -> int:
+    """``-j`` beats ``[tool.vx] concurrency`` / ``VX_CONCURRENCY``; default: the CPU count."""
+    from vx.settings import parse_concurrency
+
+    value = getattr(config.option, "concurrency", None)
+    if value is not None:
+        try:
+            return parse_concurrency(value)
+        except ValueError as exc:
+            raise UsageError(f"-j/--concurrency: {exc}") from None
+    configured = config.settings.concurrency
+    if configured is not None:
+        try:
+            return parse_concurrency(configured)
+        except ValueError as exc:
+            raise ConfigError(str(exc), file=str(config.root_file), key="tool.vx.concurrency") from None
+    return parse_concurrency("100%")

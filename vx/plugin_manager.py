@@ -1,0 +1,348 @@
+"""Plugin discovery and loading, and the typed facade over ``pm.hook``."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import types
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast, final
+
+import pluggy
+
+from vx import hookspecs
+from vx.errors import PluginError, UsageError, VxError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from vx.caching import CacheLayer
+    from vx.cli import CommandRegistry, Parser
+    from vx.config import Config
+    from vx.execution import CommandSpec, Executor, RunInfo, TaskResult
+    from vx.graph import Task, TaskGraph
+    from vx.workspace import Workspace
+
+__all__ = ["ESSENTIAL_PLUGINS", "HookRelay", "PluginInfo", "VxPluginManager"]
+
+#: The distribution whose ``vx`` entry points are the built-in plugins.
+BUILTIN_DISTRIBUTION = "vx-build"
+#: Built-ins without which no run can work; ``-p no:NAME`` refuses to block them.
+ESSENTIAL_PLUGINS = frozenset({"workspace", "executor", "run"})
+
+@dataclass(frozen=True, slots=True)
+class PluginInfo:
+    """Where a loaded plugin came from."""
+
+    name: str
+    module: str
+    source: str
+    """``builtin``, ``entrypoint``, ``VX_PLUGINS``, ``tool.vx.plugins``, ``-p`` or ``register``."""
+    distribution: str | None = None
+    version: str | None = None
+
+    @property
+    def origin(self) -> str:
+        if self.distribution:
+            return f"{self.distribution} {self.version}"
+        return f"module {self.module}"
+
+
+@final
+class VxPluginManager(pluggy.PluginManager):
+    """A pluggy ``PluginManager`` that knows where each plugin came from."""
+
+    def __init__(self, trace: Callable[[str], None] | None = None) -> None:
+        super().__init__("vx")
+        self.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+        self.disabled_observers: set[str] = set()
+        self._trace = trace
+        self.hooks = HookRelay(self)
+
+    # -- registration ------------------------------------------------------
+
+    def register_plugin(self, plugin: object, info: PluginInfo) -> None:
+        """Register ``plugin`` unless its name is blocked; record where it came from."""
+        if self.is_blocked(info.name) or self.has_plugin(info.name):
+            return
+        try:
+            self.register(plugin, name=info.name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin '{info.name}' ({info.origin}) is invalid: {exc}") from exc
+        self.infos[info.name] = info
+        if self._trace:
+            self._trace(f"registered plugin '{info.name}' from {info.origin} ({info.source})")
+
+    def block(self, names: Iterable[str]) -> None:
+        """Apply ``-p no:NAME``: the plugin is never registered, whatever its source."""
+        for name in names:
+            if name in ESSENTIAL_PLUGINS:
+                raise UsageError(
+                    f"-p no:{name}: plugin '{name}' is built into vx and every run needs it; "
+                    "it cannot be blocked (a plugin can replace it by implementing the same "
+                    "firstresult hook with tryfirst=True)"
+                )
+            self.set_blocked(name)
+
+    def load_entrypoints(self, autoload: bool) -> None:
+        """Built-ins (entry points of vx-build) always; other distributions' unless disabled."""
+        from importlib.metadata import entry_points
+
+        builtin: list[Any] = []
+        third_party: list[Any] = []
+        for ep in entry_points(group="vx"):
+            dist = ep.dist.name if ep.dist else None
+            (builtin if dist == BUILTIN_DISTRIBUTION else third_party).append(ep)
+        for ep in builtin:
+            self._load_entrypoint(ep, "builtin")
+        if autoload:
+            for ep in sorted(third_party, key=lambda e: e.name):
+                self._load_entrypoint(ep, "entrypoint")
+
+    def _load_entrypoint(self, ep: Any, source: str) -> None:
+        if self.is_blocked(ep.name) or self.has_plugin(ep.name):
+            return
+        dist = ep.dist.name if ep.dist else None
+        version = ep.dist.version if ep.dist else None
+        info = PluginInfo(ep.name, ep.value, source, dist, version)
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            raise PluginError(
+                f"plugin '{ep.name}' ({info.origin}, entry point {ep.value}) failed to import: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        self.register_plugin(plugin, info)
+
+    def import_plugins(self, modules: Iterable[str], source: str) -> None:
+        """Import and register plugin modules named by ``VX_PLUGINS``, config or ``-p``."""
+        for spec in modules:
+            module_name = spec.strip()
+            if not module_name or self.is_blocked(module_name) or self.has_plugin(module_name):
+                continue
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                hint = (
+                    f"'{module_name}' is not importable from {sys.executable}; install the "
+                    "distribution that provides it, or fix the module name"
+                )
+                raise PluginError(
+                    f"plugin '{module_name}' (from {source}) failed to import: {exc}; {hint}"
+                ) from exc
+            except Exception as exc:
+                dist, version = _distribution_of(module_name)
+                origin = f"{dist} {version}" if dist else f"module {module_name}"
+                raise PluginError(
+                    f"plugin '{module_name}' ({origin}, from {source}) failed to import: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            dist, version = _distribution_of(module_name)
+            self.register_plugin(module, PluginInfo(module_name, module_name, source, dist, version))
+
+    def info_for(self, plugin_name: str | None) -> str:
+        """A human description of ``plugin_name`` for error messages."""
+        if plugin_name is None:
+            return "a plugin"
+        info = self.infos.get(plugin_name)
+        return f"plugin '{plugin_name}' ({info.origin})" if info else f"plugin '{plugin_name}'"
+
+    def check_required(self, requirements: Iterable[str], file: str) -> None:
+        """Fail early, naming the fix, when a ``required_plugins`` entry is not installed."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        from packaging.requirements import InvalidRequirement, Requirement
+
+        for index, text in enumerate(requirements):
+            key = f"tool.vx.required_plugins[{index}]"
+            try:
+                requirement = Requirement(text)
+            except InvalidRequirement as exc:
+                raise PluginError(f"{file}: {key}: invalid requirement '{text}': {exc}") from exc
+            try:
+                installed = version(requirement.name)
+            except PackageNotFoundError:
+                raise PluginError(
+                    f"{file}: {key}: required plugin '{text}' is not installed; "
+                    f"fix: pip install '{text}'"
+                ) from None
+            if requirement.specifier and not requirement.specifier.contains(
+                installed, prereleases=True
+            ):
+                raise PluginError(
+                    f"{file}: {key}: required plugin '{text}' is installed at version "
+                    f"{installed}, which does not satisfy it; fix: pip install '{text}'"
+                )
+
+
+def _distribution_of(module_name: str) -> tuple[str | None, str | None]:
+    from importlib.metadata import packages_distributions, version
+
+    top = module_name.partition(".")[0]
+    dists = packages_distributions().get(top)
+    if not dists:
+        return None, None
+    return dists[0], version(dists[0])
+
+
+def blame(exc: BaseException, impls: Iterable[pluggy.HookImpl]) -> str | None:
+    """Name of the plugin whose hook implementation raised ``exc``, if any."""
+    codes = {id(impl.function.__code__): impl.plugin_name for impl in impls}
+    tb = exc.__traceback__
+    culprit = None
+    while tb is not None:
+        name = codes.get(id(tb.tb_frame.f_code))
+        if name is not None:
+            culprit = name
+        tb = tb.tb_next
+    return culprit
+
+
+@final
+class HookRelay:
+    """Typed facade over ``pm.hook``: the kernel's calls are type-checked.
+
+    Exceptions other than :class:`VxError` raised by a plugin become a
+    :class:`PluginError` naming the plugin and its distribution. Observer
+    hooks (``notify_*``) isolate failures instead.
+    """
+
+    def __init__(self, pm: VxPluginManager) -> None:
+        self._pm = pm
+
+    def _call(self, name: str, **kwargs: Any) -> Any:
+        caller: pluggy.HookCaller = getattr(self._pm.hook, name)
+        try:
+            return caller(**kwargs)
+        except VxError:
+            raise
+        except Exception as exc:
+            plugin = blame(exc, caller.get_hookimpls())
+            raise PluginError(
+                f"{self._pm.info_for(plugin)} raised in {name}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    # bootstrap / config
+    def add_commands(self, registry: CommandRegistry) -> None:
+        self._call("vx_add_commands", registry=registry)
+
+    def addoption(self, parser: Parser) -> None:
+        self._pm.hook.vx_addoption.call_historic(kwargs={"parser": parser})
+
+    def settings_models(self) -> dict[str, type[BaseModel]]:
+        models: dict[str, type[BaseModel]] = {}
+        for mapping in self._call("vx_settings_models"):
+            models.update(mapping)
+        return models
+
+    def configure(self, config: Config) -> None:
+        self._call("vx_configure", config=config)
+
+    def unconfigure(self, config: Config) -> None:
+        self._call("vx_unconfigure", config=config)
+
+    # workspace and graph
+    def load_workspace(self, root: Path, config: Config) -> Workspace | None:
+        return cast("Workspace | None", self._call("vx_load_workspace", root=root, config=config))
+
+    def modify_graph(self, graph: TaskGraph, config: Config) -> None:
+        self._call("vx_modify_graph", graph=graph, config=config)
+
+    # hashing and caching
+    def task_hash_components(self, task: Task, config: Config) -> dict[str, str | bytes]:
+        components: dict[str, str | bytes] = {}
+        for mapping in self._call("vx_task_hash_components", task=task, config=config):
+            if mapping:
+                components.update(mapping)
+        return components
+
+    def cache_layers(self, config: Config) -> list[CacheLayer]:
+        layers: list[CacheLayer] = []
+        for result in self._call("vx_cache_layers", config=config):
+            if result:
+                layers.extend(result)
+        return layers
+
+    # scheduling and execution
+    def task_priorities(self, graph: TaskGraph, config: Config) -> Mapping[str, float] | None:
+        return cast(
+            "Mapping[str, float] | None",
+            self._call("vx_task_priorities", graph=graph, config=config),
+        )
+
+    def executor(self, config: Config) -> Executor:
+        executor = self._call("vx_executor", config=config)
+        if executor is None:
+            raise PluginError("no plugin provides an executor (is the 'executor' plugin loaded?)")
+        return cast("Executor", executor)
+
+    def wrap_command(self, task: Task, spec: CommandSpec, config: Config) -> CommandSpec:
+        caller = self._pm.hook.vx_wrap_command
+        for impl in reversed(caller.get_hookimpls()):
+            try:
+                result = impl.function(task=task, spec=spec, config=config)
+            except VxError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"{self._pm.info_for(impl.plugin_name)} raised in vx_wrap_command: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            if result is not None:
+                spec = result
+        return spec
+
+    # observers
+    def notify(self, name: str, **kwargs: Any) -> None:
+        """Call observer hook ``name`` on each plugin; one that raises is disabled for the run."""
+        caller: pluggy.HookCaller = getattr(self._pm.hook, name)
+        for impl in reversed(caller.get_hookimpls()):
+            if impl.plugin_name in self._pm.disabled_observers:
+                continue
+            try:
+                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except Exception as exc:
+                self._pm.disabled_observers.add(impl.plugin_name)
+                from vx import _log
+
+                _log.warning(
+                    f"{self._pm.info_for(impl.plugin_name)} raised in {name} and is disabled "
+                    f"for the rest of this run: {type(exc).__name__}: {exc}"
+                )
+
+    def run_start(self, run: RunInfo, graph: TaskGraph, config: Config) -> None:
+        self.notify("vx_run_start", run=run, graph=graph, config=config)
+
+    def task_start(self, task: Task, run: RunInfo) -> None:
+        self.notify("vx_task_start", task=task, run=run)
+
+    def task_cache(self, task: Task, status: str, details: Mapping[str, object]) -> None:
+        self.notify("vx_task_cache", task=task, status=status, details=details)
+
+    def task_output(self, task: Task, data: bytes) -> None:
+        self.notify("vx_task_output", task=task, data=data)
+
+    def task_finish(self, result: TaskResult, run: RunInfo) -> None:
+        self.notify("vx_task_finish", result=result, run=run)
+
+    def run_finish(self, run: RunInfo, config: Config) -> None:
+        self.notify("vx_run_finish", run=run, config=config)
+
+
+def plugin_hooks(pm: VxPluginManager, plugin: object) -> list[str]:
+    """Names of the hooks ``plugin`` implements, sorted."""
+    return sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+
+
+def env_plugin_list() -> list[str]:
+    """Plugin modules named by ``VX_PLUGINS`` (comma-separated)."""
+    return [name for name in os.environ.get("VX_PLUGINS", "").split(",") if name.strip()]
+
+
+def module_file(plugin: object) -> str | None:
+    return getattr(plugin, "__file__", None) if isinstance(plugin, types.ModuleType) else None
+

@@ -1,0 +1,190 @@
+"""Built-in plugin ``workspace``: reads projects and tasks from pyproject.toml files."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import vx
+from vx.config import format_validation_error, read_toml, tool_vx
+from vx.errors import ConfigError, did_you_mean
+from vx.workspace import ROOT_PROJECT, Project, TaskDefinition, Workspace, normalize_name
+
+if TYPE_CHECKING:
+    from vx.config import Config
+    from vx.settings import CoreSettings, TaskSettings
+
+_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
+
+
+@vx.hookimpl
+def vx_load_workspace(root: Path, config: Config) -> Workspace:
+    settings = config.settings
+    root_file = root / "pyproject.toml"
+    loaded: list[tuple[Path, dict[str, Any]]] = []
+    if settings.tasks or settings.depends_on:
+        loaded.append((root, config.root_data))
+    for directory in _member_dirs(root, settings.members, root_file):
+        loaded.append((directory, read_toml(directory / "pyproject.toml")))
+
+    by_name: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for directory, data in loaded:
+        name = _project_name(directory, data, is_root=directory == root)
+        if name in by_name:
+            first = by_name[name][0] / "pyproject.toml"
+            raise ConfigError(
+                f"project name '{name}' is also used by {first}; project names must be unique "
+                "(set a distinct [project].name)",
+                file=str(directory / "pyproject.toml"),
+                key="project.name",
+            )
+        by_name[name] = (directory, data)
+
+    projects: dict[str, Project] = {}
+    for name, (directory, data) in by_name.items():
+        projects[name] = _project(root, directory, data, name, by_name, settings)
+    return Workspace(
+        root=root,
+        projects=projects,
+        global_inputs=tuple(settings.global_inputs),
+        global_env=tuple(settings.global_env),
+        config_files=(root_file, *(d / "pyproject.toml" for d, _ in loaded if d != root)),
+    )
+
+
+def _member_dirs(root: Path, members: list[str], root_file: Path) -> list[Path]:
+    found: dict[Path, None] = {}
+    excluded: set[Path] = set()
+    for index, pattern in enumerate(members):
+        key = f"tool.vx.members[{index}]"
+        negate = pattern.startswith("!")
+        glob = pattern[1:] if negate else pattern
+        if not glob or Path(glob).is_absolute() or ".." in Path(glob).parts:
+            raise ConfigError(
+                f"expected a glob relative to the workspace root, got {pattern!r}",
+                file=str(root_file),
+                key=key,
+            )
+        matches = sorted(p for p in root.glob(glob) if (p / "pyproject.toml").is_file())
+        if negate:
+            excluded.update(matches)
+            continue
+        if not matches:
+            dirs = sorted(p for p in root.glob(glob) if p.is_dir())
+            detail = (
+                f"it matches {len(dirs)} director{'y' if len(dirs) == 1 else 'ies'} but none "
+                "holds a pyproject.toml"
+                if dirs
+                else "it matches no directory"
+            )
+            raise ConfigError(
+                f"members glob {pattern!r} matches no project: {detail} (under {root})",
+                file=str(root_file),
+                key=key,
+            )
+        for match in matches:
+            if match.resolve() != root.resolve():
+                found[match] = None
+    return [p for p in found if p not in excluded]
+
+
+def _project_name(directory: Path, data: dict[str, Any], *, is_root: bool) -> str:
+    project = data.get("project")
+    declared = project.get("name") if isinstance(project, dict) else None
+    if isinstance(declared, str) and declared.strip():
+        return normalize_name(declared)
+    return ROOT_PROJECT if is_root else normalize_name(directory.name)
+
+
+def _project(
+    root: Path,
+    directory: Path,
+    data: dict[str, Any],
+    name: str,
+    by_name: dict[str, Any],
+    settings: CoreSettings,
+) -> Project:
+    from pydantic import ValidationError
+
+    from vx.settings import ROOT_ONLY_KEYS, ProjectSettings
+
+    file = directory / "pyproject.toml"
+    is_root = directory == root
+    if is_root:
+        project_settings = ProjectSettings(depends_on=settings.depends_on, tasks=settings.tasks)
+    else:
+        table = tool_vx(data) or {}
+        for key in table:
+            if key in ROOT_ONLY_KEYS:
+                raise ConfigError(
+                    f"'{key}' is only valid in the workspace root's [tool.vx] "
+                    f"({root / 'pyproject.toml'}); move it there",
+                    file=str(file),
+                    key=f"tool.vx.{key}",
+                )
+        try:
+            project_settings = ProjectSettings(**table)
+        except ValidationError as exc:
+            raise format_validation_error(exc, str(file), ProjectSettings) from None
+
+    dependencies: dict[str, None] = {}
+    project_table = data.get("project")
+    declared = project_table.get("dependencies", []) if isinstance(project_table, dict) else []
+    for requirement in declared if isinstance(declared, list) else []:
+        match = _REQUIREMENT_NAME.match(requirement) if isinstance(requirement, str) else None
+        if match and normalize_name(match.group(1)) in by_name:
+            dependencies[normalize_name(match.group(1))] = None
+    for index, other in enumerate(project_settings.depends_on):
+        key = normalize_name(other)
+        if key not in by_name:
+            raise ConfigError(
+                f"unknown project '{other}'{did_you_mean(key, by_name)}",
+                file=str(file),
+                key=f"tool.vx.depends_on[{index}]",
+            )
+        dependencies[key] = None
+    dependencies.pop(name, None)
+
+    defaults = settings.defaults.tasks
+    tasks = {
+        task: _task_definition(task, task_settings, defaults.get(task), file, root / "pyproject.toml")
+        for task, task_settings in project_settings.tasks.items()
+    }
+    return Project(
+        name=name,
+        path=directory,
+        relpath="." if is_root else directory.relative_to(root).as_posix(),
+        pyproject=file,
+        dependencies=tuple(dependencies),
+        tasks=tasks,
+    )
+
+
+def _task_definition(
+    name: str, own: TaskSettings, default: TaskSettings | None, file: Path, root_file: Path
+) -> TaskDefinition:
+    values: dict[str, Any] = {}
+    if default is not None:
+        values.update({key: getattr(default, key) for key in default.model_fields_set})
+    values.update({key: getattr(own, key) for key in own.model_fields_set})
+    merged = type(own)(**values)
+    if merged.cmd is None and not merged.depends_on:
+        raise ConfigError(
+            f"task '{name}' has no cmd and no depends_on; set cmd here, or add "
+            f"[tool.vx.defaults.tasks.{name}] with a cmd to {root_file}",
+            file=str(file),
+            key=f"tool.vx.tasks.{name}",
+        )
+    cmd = merged.cmd if merged.cmd is None or isinstance(merged.cmd, str) else tuple(merged.cmd)
+    return TaskDefinition(
+        name=name,
+        cmd=cmd,
+        depends_on=tuple(merged.depends_on),
+        inputs=None if merged.inputs is None else tuple(merged.inputs),
+        outputs=tuple(merged.outputs),
+        env=tuple(merged.env),
+        pass_env=tuple(merged.pass_env),
+        cache=merged.cache,
+        cwd=merged.cwd,
+    )

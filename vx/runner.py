@@ -1,0 +1,222 @@
+"""The scheduler: runs a task graph with a concurrency limit, ``--continue`` modes and
+clean cancellation, emitting lifecycle events to plugins."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from enum import Enum
+from typing import TYPE_CHECKING, Protocol
+
+from vx.environment import task_environment
+from vx.errors import EXIT_INTERRUPTED
+from vx.execution import CommandSpec, OutputCallback, RunInfo, TaskResult, TaskStatus
+
+if TYPE_CHECKING:
+    from vx.config import Config
+    from vx.execution import Executor
+    from vx.graph import Task, TaskGraph
+
+__all__ = ["ContinueMode", "RunCache", "Runner", "new_run_id"]
+
+
+class ContinueMode(str, Enum):
+    NEVER = "never"
+    DEPENDENCIES_SUCCESSFUL = "dependencies-successful"
+    ALWAYS = "always"
+
+
+class RunCache(Protocol):
+    """What the runner needs from the cache (see :mod:`vx.caching`)."""
+
+    async def restore(self, task: Task, on_output: OutputCallback) -> TaskResult | None: ...
+
+    async def save(self, task: Task, result: TaskResult) -> None: ...
+
+    def details(self, task: Task) -> dict[str, object]: ...
+
+
+
+
+def new_run_id() -> str:
+    """Sortable and unique: ``20261121T104455-3fa2c1``."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+class Runner:
+    """Runs ``graph`` once. Create one per run; call :meth:`run`."""
+
+    def __init__(
+        self,
+        config: Config,
+        graph: TaskGraph,
+        executor: Executor,
+        *,
+        concurrency: int,
+        continue_mode: ContinueMode,
+        priorities: Mapping[str, float] | None,
+        cache: RunCache | None = None,
+        task_names: list[str] | None = None,
+    ) -> None:
+        self.config = config
+        self.graph = graph
+        self.executor = executor
+        self.concurrency = max(1, concurrency)
+        self.continue_mode = continue_mode
+        self.cache = cache
+        default = {task.id: float(len(graph.transitive_dependents(task.id))) for task in graph}
+        self.priorities = {**default, **(priorities or {})}
+        self.run_info = RunInfo(
+            run_id=new_run_id(),
+            started_at=time.time(),
+            tasks=[task.id for task in graph],
+            task_names=task_names or [],
+        )
+        self._running: dict[str, asyncio.Task[TaskResult]] = {}
+        self._stopping = False
+        env_mode = getattr(config.option, "env_mode", None) or config.settings.env_mode
+        self._loose_env = env_mode == "loose"
+
+    def run(self) -> RunInfo:
+        """Run to completion (or interruption); returns the finished :class:`RunInfo`."""
+        return asyncio.run(self._run())
+
+    async def _run(self) -> RunInfo:
+        hook = self.config.hook
+        start = time.monotonic()
+        hook.run_start(self.run_info, self.graph, self.config)
+        restore_signals = self._install_signal_handlers()
+        try:
+            await self._schedule()
+        finally:
+            restore_signals()
+        results = self.run_info.results
+        for task in self.graph:
+            if task.id not in results:
+                self._finish(TaskResult(task, TaskStatus.SKIPPED, 1, 0.0, cache={"status": "skipped"}))
+        self.run_info.duration_ms = (time.monotonic() - start) * 1000
+        self.run_info.exit_code = self._exit_code()
+        hook.run_finish(self.run_info, self.config)
+        return self.run_info
+
+    def _exit_code(self) -> int:
+        if self.run_info.interrupted:
+            return EXIT_INTERRUPTED
+        bad = [
+            r.exit_code
+            for r in self.run_info.results.values()
+            if r.status in (TaskStatus.FAILED, TaskStatus.CANCELLED)
+        ]
+        return max(max(bad), 1) if bad else 0
+
+    async def _schedule(self) -> None:
+        order = {task.id: index for index, task in enumerate(self.graph)}
+        waiting = {task.id: len(task.dependencies) for task in self.graph}
+        ready: list[tuple[float, int, str]] = []
+
+        def push(id: str) -> None:
+            heapq.heappush(ready, (-self.priorities.get(id, 0.0), order[id], id))
+
+        for id, count in waiting.items():
+            if count == 0:
+                push(id)
+        while (ready and not self._stopping) or self._running:
+            while ready and not self._stopping and len(self._running) < self.concurrency:
+                _, _, id = heapq.heappop(ready)
+                self._running[id] = asyncio.create_task(self._execute(self.graph[id]))
+            done, _ = await asyncio.wait(
+                self._running.values(), return_when=asyncio.FIRST_COMPLETED
+            )
+            for finished in done:
+                result = finished.result()
+                del self._running[result.task.id]
+                self._finish(result)
+                ok = result.status in (TaskStatus.SUCCESS, TaskStatus.CACHED)
+                if not ok and result.status == TaskStatus.FAILED:
+                    if self.continue_mode == ContinueMode.NEVER:
+                        self._stop()
+                if ok or self.continue_mode == ContinueMode.ALWAYS:
+                    for dependent in result.task.dependents:
+                        waiting[dependent] -= 1
+                        if waiting[dependent] == 0:
+                            push(dependent)
+
+    def _stop(self) -> None:
+        """Fail fast: start nothing more and cancel what is running."""
+        self._stopping = True
+        for running in self._running.values():
+            running.cancel()
+
+    def _interrupt(self) -> None:
+        self.run_info.interrupted = True
+        self._stop()
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._interrupt)
+
+        def restore() -> None:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+        return restore
+
+    def _finish(self, result: TaskResult) -> None:
+        self.run_info.results[result.task.id] = result
+        self.config.hook.task_finish(result, self.run_info)
+
+    async def _execute(self, task: Task) -> TaskResult:
+        hook = self.config.hook
+        hook.task_start(task, self.run_info)
+        start = time.monotonic()
+        output = bytearray()
+
+        def on_output(data: bytes) -> None:
+            output.extend(data)
+            hook.task_output(task, data)
+
+        def elapsed() -> float:
+            return (time.monotonic() - start) * 1000
+
+        cache_details: dict[str, object] = {"status": "disabled" if not task.definition.cache else "miss"}
+        try:
+            if self.cache is not None:
+                hit = await self.cache.restore(task, on_output)
+                if hit is not None:
+                    return hit
+                cache_details = self.cache.details(task)
+            command = task.command
+            if command is None:
+                return TaskResult(task, TaskStatus.SUCCESS, 0, elapsed(), cache=cache_details)
+            spec = CommandSpec(
+                argv=["/bin/sh", "-c", command] if isinstance(command, str) else command,
+                cwd=task.cwd,
+                env=task_environment(
+                    task,
+                    root=self.graph.workspace.root,
+                    global_env=self.graph.workspace.global_env,
+                    loose=self._loose_env,
+                ),
+            )
+            spec = hook.wrap_command(task, spec, self.config)
+            code = await self.executor.execute(task, spec, on_output)
+        except asyncio.CancelledError:
+            return TaskResult(
+                task, TaskStatus.CANCELLED, 128 + signal.SIGTERM, elapsed(), bytes(output),
+                cache=cache_details,
+            )
+        status = TaskStatus.SUCCESS if code == 0 else TaskStatus.FAILED
+        result = TaskResult(task, status, code, elapsed(), bytes(output), cache=cache_details)
+        if status == TaskStatus.SUCCESS and self.cache is not None and task.definition.cache:
+            await self.cache.save(task, result)
+        return result
+
+

@@ -1,0 +1,168 @@
+"""Pydantic models of ``[tool.vx]`` (imported only when configuration is validated)."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+__all__ = ["CoreSettings", "ProjectSettings", "TaskSettings", "parse_concurrency"]
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def parse_concurrency(value: int | str) -> int:
+    """``4`` -> 4; ``"50%"`` -> half the CPUs (at least 1). Raises ValueError."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError(f"must be at least 1, got {value}")
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return parse_concurrency(int(text))
+        match = _PERCENT.match(text)
+        if match:
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            return max(1, int((cpus or os.cpu_count() or 1) * float(match.group(1)) / 100))
+    raise ValueError(f"expected a positive integer or a percentage like '50%', got {value!r}")
+
+
+class TaskSettings(BaseModel):
+    """``[tool.vx.tasks.<name>]`` and ``[tool.vx.defaults.tasks.<name>]``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cmd: str | list[str] | None = None
+    depends_on: list[str] = Field(default_factory=list)
+    inputs: list[str] | None = None
+    outputs: list[str] = Field(default_factory=list)
+    env: list[str] = Field(default_factory=list)
+    pass_env: list[str] = Field(default_factory=list)
+    cache: bool = True
+    cwd: str = "."
+
+    @field_validator("cmd")
+    @classmethod
+    def _nonempty_cmd(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if value is not None and not (value.strip() if isinstance(value, str) else value):
+            raise ValueError("must not be empty (omit `cmd` for a task that only groups others)")
+        return value
+
+    @field_validator("depends_on")
+    @classmethod
+    def _dependency_syntax(cls, value: list[str]) -> list[str]:
+        for item in value:
+            name = item.removeprefix("^").rpartition("#")[2]
+            if not name or item.count("#") > 1 or (item.startswith("^") and "#" in item):
+                raise ValueError(
+                    f"invalid dependency {item!r}: expected 'task', '^task' or 'project#task'"
+                )
+        return value
+
+    @field_validator("cwd")
+    @classmethod
+    def _relative_cwd(cls, value: str) -> str:
+        if os.path.isabs(value):
+            raise ValueError("must be relative to the project directory")
+        return value
+
+
+class DefaultsSettings(BaseModel):
+    """``[tool.vx.defaults]``: templates projects opt into."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: dict[str, TaskSettings] = Field(default_factory=dict)
+
+
+class ProjectSettings(BaseModel):
+    """``[tool.vx]`` of a member project."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    depends_on: list[str] = Field(default_factory=list)
+    tasks: dict[str, TaskSettings] = Field(default_factory=dict)
+
+
+#: Keys only valid in the workspace root's ``[tool.vx]``.
+ROOT_ONLY_KEYS = (
+    "members",
+    "global_inputs",
+    "global_env",
+    "plugins",
+    "required_plugins",
+    "concurrency",
+    "env_mode",
+    "grace_period",
+    "defaults",
+)
+
+
+class _ListFriendlyEnv(EnvSettingsSource):
+    """``VX_GLOBAL_ENV=A,B`` works as well as JSON; ``VX_PLUGINS`` is read by the loader."""
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        if (
+            isinstance(value, str)
+            and value_is_complex
+            and not value.lstrip().startswith(("[", "{"))
+            and getattr(field.annotation, "__origin__", None) is list
+        ):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return super().prepare_field_value(field_name, field, value, value_is_complex)
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        data.pop("plugins", None)
+        return data
+
+
+class CoreSettings(BaseSettings):
+    """The workspace root's ``[tool.vx]`` table; ``VX_<KEY>`` overrides a key."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VX_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    members: list[str] = Field(default_factory=list)
+    global_inputs: list[str] = Field(default_factory=list)
+    global_env: list[str] = Field(default_factory=list)
+    plugins: list[str] = Field(default_factory=list)
+    required_plugins: list[str] = Field(default_factory=list)
+    concurrency: int | str | None = None
+    env_mode: Literal["strict", "loose"] = "strict"
+    grace_period: float = Field(default=5.0, ge=0)
+    defaults: DefaultsSettings = Field(default_factory=DefaultsSettings)
+    depends_on: list[str] = Field(default_factory=list)
+    tasks: dict[str, TaskSettings] = Field(default_factory=dict)
+
+    @field_validator("concurrency")
+    @classmethod
+    def _concurrency(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            parse_concurrency(value)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment variables override the file (which arrives as init kwargs).
+        return (_ListFriendlyEnv(settings_cls), init_settings)

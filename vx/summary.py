@@ -1,0 +1,77 @@
+"""Built-in plugin ``summary``: ``vx run --summarize[=PATH]`` writes the run summary JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import vx
+from vx.execution import TaskStatus
+
+if TYPE_CHECKING:
+    from vx.cli import Parser
+    from vx.config import Config
+    from vx.execution import RunInfo
+
+
+@vx.hookimpl
+def vx_addoption(parser: Parser) -> None:
+    parser.add_option("--summarize", nargs="?", const="", default=None, metavar="PATH",
+                      command="run", help="write a run summary JSON to PATH "
+                      "(default: .vx/runs/<run-id>.json in the workspace root)")
+
+
+def summary_document(run: RunInfo) -> dict[str, Any]:
+    """The run summary: run metadata and one entry per task."""
+    counts = {status.value: 0 for status in TaskStatus}
+    tasks = []
+    for id in run.tasks:
+        result = run.results.get(id)
+        if result is None:
+            continue
+        counts[result.status.value] += 1
+        tasks.append({
+            "id": id,
+            "project": result.task.project.name,
+            "task": result.task.name,
+            "status": result.status.value,
+            "exit_code": result.exit_code,
+            "duration_ms": round(result.duration_ms, 3),
+            "cache": result.cache,
+            "hash": result.task.hash,
+            "command": result.task.command,
+            "dependencies": list(result.task.dependencies),
+            **({"error": result.error} if result.error else {}),
+        })
+    return {
+        "run_id": run.run_id,
+        "vx_version": vx.__version__,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run.started_at)),
+        "duration_ms": round(run.duration_ms or 0.0, 3),
+        "exit_code": run.exit_code,
+        "interrupted": run.interrupted,
+        "task_names": run.task_names,
+        "counts": counts,
+        "tasks": tasks,
+    }
+
+
+@vx.hookimpl
+def vx_run_finish(run: RunInfo, config: Config) -> None:
+    target = getattr(config.option, "summarize", None)
+    if target is None:
+        return
+    root = config.require_root()
+    path = (
+        root / ".vx" / "runs" / f"{run.run_id}.json"
+        if target == ""
+        else (config.invocation_dir / target)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(summary_document(run), indent=2) + "\n")
+    os.replace(temporary, path)
+    run.summary_path = Path(path)

@@ -1,0 +1,215 @@
+"""Built-in plugin ``terminal``: streams task output and prints the end-of-run summary.
+
+``-p no:terminal`` silences it, like pytest's terminal reporter.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, TextIO
+
+import vx
+from vx.execution import TaskStatus
+
+if TYPE_CHECKING:
+    from vx.cli import Parser
+    from vx.config import Config
+    from vx.execution import RunInfo, TaskResult
+    from vx.graph import Task, TaskGraph
+
+_COLORS = ("36", "35", "34", "33", "32", "96", "95", "94", "93", "92")
+
+
+@vx.hookimpl
+def vx_addoption(parser: Parser) -> None:
+    parser.add_option("--output-logs", choices=["full", "new-only", "errors-only", "none"],
+                      default="full", command="run",
+                      help="task output to show: full (default), new-only (not replayed "
+                      "cache hits), errors-only (only failed tasks), none")
+    parser.add_option("--log-order", choices=["auto", "stream", "grouped"], default="auto",
+                      command="run", help="stream lines as they come, or group each task's "
+                      "output when it finishes (auto: grouped on GitHub Actions)")
+    parser.add_option("--log-prefix", choices=["auto", "task", "none"], default="auto",
+                      command="run", help="prefix streamed lines with 'project#task: ' "
+                      "(auto: in stream order only)")
+
+
+@vx.hookimpl
+def vx_configure(config: Config) -> None:
+    if getattr(config.option, "output_logs", None) is not None:
+        config.pluginmanager.register(TerminalReporter(config), "terminalreporter")
+
+
+class TerminalReporter:
+    """Writes to ``sys.stdout`` as it is when each event arrives."""
+
+    def __init__(self, config: Config) -> None:
+        option = config.option
+        self.verbosity = option.verbose - option.quiet
+        self.output_logs: str = option.output_logs
+        github = os.environ.get("GITHUB_ACTIONS") == "true"
+        self.github = github
+        self.grouped = option.log_order == "grouped" or (option.log_order == "auto" and github)
+        self.prefixed = option.log_prefix == "task" or (
+            option.log_prefix == "auto" and not self.grouped
+        )
+        self.color = self._use_color()
+        self._partial: dict[str, bytes] = {}
+        self._prefixes: dict[str, str] = {}
+        self._replaying: set[str] = set()
+
+    @property
+    def out(self) -> TextIO:
+        return sys.stdout
+
+    def _use_color(self) -> bool:
+        if os.environ.get("NO_COLOR"):
+            return False
+        if os.environ.get("FORCE_COLOR"):
+            return True
+        return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+
+    def _paint(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
+
+    def _prefix(self, task: Task) -> str:
+        prefix = self._prefixes.get(task.id)
+        if prefix is None:
+            color = _COLORS[len(self._prefixes) % len(_COLORS)]
+            prefix = self._paint(f"{task.id}: ", color) if self.prefixed else ""
+            self._prefixes[task.id] = prefix
+        return prefix
+
+    def _streams(self, task: Task) -> bool:
+        """Whether ``task``'s output is printed as it arrives."""
+        if self.grouped or self.output_logs in ("none", "errors-only"):
+            return False
+        return not (self.output_logs == "new-only" and task.id in self._replaying)
+
+    # -- events --------------------------------------------------------------
+
+    @vx.hookimpl
+    def vx_run_start(self, run: RunInfo, graph: TaskGraph, config: Config) -> None:
+        if self.verbosity >= 0:
+            projects = len({task.project.name for task in graph})
+            names = ", ".join(run.task_names)
+            self.out.write(
+                self._paint(f"• vx {vx.__version__}: running {names} — {len(graph)} task(s) in "
+                            f"{projects} project(s)\n", "2")
+            )
+            self.out.flush()
+
+    @vx.hookimpl
+    def vx_task_cache(self, task: Task, status: str, details: Mapping[str, object]) -> None:
+        key = str(details.get("key") or "")[:16]
+        if status == "hit":
+            self._replaying.add(task.id)
+            if self.output_logs == "full" and not self.grouped:
+                self._line(task, self._paint(f"cache hit, replaying logs {key}", "2"))
+            elif self.output_logs == "new-only" and self.verbosity >= 0:
+                self._line(task, self._paint(f"cache hit, suppressing logs {key}", "2"))
+        elif self._streams(task) and self.verbosity >= 0:
+            self._line(task, self._paint(f"cache miss, executing {key}".rstrip(), "2"))
+
+    @vx.hookimpl
+    def vx_task_output(self, task: Task, data: bytes) -> None:
+        if not self._streams(task):
+            return
+        buffered = self._partial.pop(task.id, b"") + data
+        *lines, rest = buffered.split(b"\n")
+        if rest:
+            self._partial[task.id] = rest
+        if lines:
+            prefix = self._prefix(task)
+            text = "".join(f"{prefix}{line.decode(errors='replace')}\n" for line in lines)
+            self.out.write(text)
+            self.out.flush()
+
+    @vx.hookimpl
+    def vx_task_finish(self, result: TaskResult, run: RunInfo) -> None:
+        task = result.task
+        rest = self._partial.pop(task.id, b"")
+        if rest:
+            self.out.write(f"{self._prefix(task)}{rest.decode(errors='replace')}\n")
+        status = result.status
+        if status in (TaskStatus.SKIPPED,):
+            return
+        show_group = self.grouped and (
+            self.output_logs == "full"
+            or (self.output_logs == "new-only" and status != TaskStatus.CACHED)
+            or (self.output_logs == "errors-only" and status == TaskStatus.FAILED)
+        )
+        errors_only = (
+            not self.grouped and self.output_logs == "errors-only" and status == TaskStatus.FAILED
+        )
+        if show_group or errors_only:
+            self._group(result)
+        if status == TaskStatus.FAILED:
+            self._line(task, self._paint(
+                f"failed with exit code {result.exit_code} after {_seconds(result.duration_ms)}",
+                "31;1",
+            ))
+        elif status == TaskStatus.CANCELLED and self.verbosity >= 0:
+            self._line(task, self._paint("cancelled", "33"))
+        self.out.flush()
+
+    def _group(self, result: TaskResult) -> None:
+        task = result.task
+        text = result.output.decode(errors="replace")
+        if text and not text.endswith("\n"):
+            text += "\n"
+        if self.github:
+            self.out.write(f"::group::{task.id}\n{text}::endgroup::\n")
+            return
+        self.out.write(self._paint(f"── {task.id} ", "1") + "\n")
+        if self.prefixed:
+            prefix = self._prefix(task)
+            text = "".join(f"{prefix}{line}\n" for line in text.splitlines())
+        self.out.write(text)
+
+    def _line(self, task: Task, message: str) -> None:
+        self.out.write(f"{self._prefix(task) or task.id + ': '}{message}\n")
+        self.out.flush()
+
+    @vx.hookimpl(trylast=True)
+    def vx_run_finish(self, run: RunInfo, config: Config) -> None:
+        counts = {status: 0 for status in TaskStatus}
+        for result in run.results.values():
+            counts[result.status] += 1
+        total = len(run.results)
+        failed = [r.task.id for r in run.results.values() if r.status == TaskStatus.FAILED]
+        out = self.out
+        out.write("\n")
+        parts = [f"{counts[TaskStatus.SUCCESS] + counts[TaskStatus.CACHED]} successful"]
+        for status, label in (
+            (TaskStatus.FAILED, "failed"),
+            (TaskStatus.CANCELLED, "cancelled"),
+            (TaskStatus.SKIPPED, "skipped"),
+        ):
+            if counts[status]:
+                parts.append(f"{counts[status]} {label}")
+        tasks_line = ", ".join(parts) + f", {total} total"
+        color = "31;1" if failed or run.interrupted else "32;1"
+        out.write(f" Tasks:    {self._paint(tasks_line, color)}\n")
+        out.write(f" Cached:   {counts[TaskStatus.CACHED]} cached, {total} total\n")
+        out.write(f" Time:     {_seconds(run.duration_ms or 0.0)}\n")
+        if run.interrupted:
+            out.write(f" {self._paint('Interrupted', '33;1')}: stopped by a signal\n")
+        if failed:
+            out.write(f" Failed:   {self._paint(', '.join(failed), '31')}\n")
+        if run.summary_path is not None:
+            out.write(f" Summary:  {_display_path(run.summary_path)}\n")
+        out.flush()
+
+
+def _seconds(ms: float) -> str:
+    return f"{ms / 1000:.2f}s" if ms < 60_000 else f"{int(ms // 60_000)}m{ms % 60_000 / 1000:.1f}s"
+
+
+def _display_path(path: os.PathLike[str]) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return os.fspath(path)

@@ -1,0 +1,72 @@
+"""The workspace model: projects and the tasks they declare (validated, immutable)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ROOT_PROJECT", "Project", "TaskDefinition", "Workspace", "normalize_name"]
+
+#: Name of the workspace-root project when its pyproject declares no ``[project].name``.
+ROOT_PROJECT = "//"
+
+_NORMALIZE = re.compile(r"[-_.]+")
+
+
+def normalize_name(name: str) -> str:
+    """PEP 503 normalisation: ``Acme_Core`` -> ``acme-core``."""
+    return _NORMALIZE.sub("-", name).lower()
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDefinition:
+    """A task as declared in ``[tool.vx.tasks.<name>]``, merged with workspace defaults."""
+
+    name: str
+    cmd: str | tuple[str, ...] | None
+    depends_on: tuple[str, ...] = ()
+    inputs: tuple[str, ...] | None = None
+    outputs: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    pass_env: tuple[str, ...] = ()
+    cache: bool = True
+    cwd: str = "."
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    """One workspace member (or the root project)."""
+
+    name: str
+    """PEP 503-normalised name; the ``project`` part of task ids."""
+    path: Path
+    """Absolute directory of the project."""
+    relpath: str
+    """POSIX path relative to the workspace root (``"."`` for the root project)."""
+    pyproject: Path
+    dependencies: tuple[str, ...] = ()
+    """Names of workspace projects this project depends on."""
+    tasks: Mapping[str, TaskDefinition] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """All projects of a workspace, keyed by normalised name, in a stable order."""
+
+    root: Path
+    projects: Mapping[str, Project]
+    global_inputs: tuple[str, ...] = ()
+    global_env: tuple[str, ...] = ()
+    config_files: tuple[Path, ...] = ()
+    """Every file the workspace was read from (used to cache the validated workspace)."""
+
+    def project_for_path(self, path: Path) -> Project | None:
+        """Return the innermost project containing ``path``, if any."""
+        best: Project | None = None
+        for project in self.projects.values():
+            if path == project.path or project.path in path.parents:
+                if best is None or len(project.path.parts) > len(best.path.parts):
+                    best = project
+        return best
