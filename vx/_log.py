@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 _VERBOSITY = 0
@@ -17,7 +18,7 @@ def set_verbosity(level: int) -> None:
     _logger = None
 
 
-def _render(_: Any, method: str, event: dict[str, Any]) -> str:
+def _render(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
     message = event.pop("event")
     extra = " ".join(f"{key}={value}" for key, value in event.items() if key != "level")
     level = "" if method == "info" else f"{method}: "

@@ -70,8 +70,14 @@ class Parser:
             "2 usage error; 78 configuration or plugin error; 130 interrupted.",
             allow_abbrev=False,
         )
-        main.add_argument("-V", "--version", action="count", default=0, dest="version",
-                          help="print the version (-VV: also the plugins)")
+        main.add_argument(
+            "-V",
+            "--version",
+            action="count",
+            default=0,
+            dest="version",
+            help="print the version (-VV: also the plugins)",
+        )
         globals_ = [(flags, kwargs) for command, flags, kwargs in self._options if command is None]
         for flags, kwargs in globals_:
             main.add_argument(*flags, **kwargs)
@@ -96,14 +102,24 @@ class Parser:
 
 
 def _global_options(parser: Parser) -> None:
-    parser.add_option("-C", dest="directory", metavar="DIR",
-                      help="run as if vx was started in DIR")
-    parser.add_option("-p", dest="plugins", action="append", default=[], metavar="NAME",
-                      help="load plugin module NAME; -p no:NAME blocks plugin NAME")
-    parser.add_option("--trace-config", action="store_true", default=False,
-                      help="print each plugin as it is registered")
-    parser.add_option("--debug", action="store_true", default=False,
-                      help="show tracebacks for errors")
+    parser.add_option("-C", dest="directory", metavar="DIR", help="run as if vx was started in DIR")
+    parser.add_option(
+        "-p",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="load plugin module NAME; -p no:NAME blocks plugin NAME",
+    )
+    parser.add_option(
+        "--trace-config",
+        action="store_true",
+        default=False,
+        help="print each plugin as it is registered",
+    )
+    parser.add_option(
+        "--debug", action="store_true", default=False, help="show tracebacks for errors"
+    )
     parser.add_option("-q", "--quiet", action="count", default=0, help="less output")
     parser.add_option("-v", "--verbose", action="count", default=0, help="more output")
 
@@ -232,7 +248,9 @@ def _string_list(table: dict[str, Any], key: str, file: str) -> list[str]:
 
     value = table.get(key, [])
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ConfigError(f"expected a list of strings, got {value!r}", file=file, key=f"tool.vx.{key}")
+        raise ConfigError(
+            f"expected a list of strings, got {value!r}", file=file, key=f"tool.vx.{key}"
+        )
     return value
 
 
@@ -250,12 +268,12 @@ def _check_pending(pm: Any) -> None:
             (
                 attr
                 for attr in dir(exc.plugin)
-                if attr.startswith("vx_") and attr not in hooks
+                if attr.startswith("vx_")
+                and attr not in hooks
                 and callable(getattr(exc.plugin, attr))
             ),
             "",
         )
         raise PluginError(
-            f"{pm.info_for(name)} implements unknown hook '{unknown}'"
-            f"{did_you_mean(unknown, hooks)}"
+            f"{pm.info_for(name)} implements unknown hook '{unknown}'{did_you_mean(unknown, hooks)}"
         ) from exc

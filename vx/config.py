@@ -111,7 +111,9 @@ def format_validation_error(
         if kind == "extra_forbidden":
             name = str(loc[-1])
             known = _fields_at(model, loc[:-1])
-            hint = did_you_mean(name, known) or (f"; known keys: {', '.join(known)}" if known else "")
+            hint = did_you_mean(name, known) or (
+                f"; known keys: {', '.join(known)}" if known else ""
+            )
             message = f"unknown key '{name}'{hint}"
         elif kind == "missing":
             message = "required key is missing"
@@ -158,7 +160,7 @@ class Config:
         if self.root is None:
             raise UsageError(
                 f"no vx workspace found in {self.invocation_dir} or any parent directory; "
-                "create a pyproject.toml with a [tool.vx] table (members = [\"packages/*\"]), "
+                'create a pyproject.toml with a [tool.vx] table (members = ["packages/*"]), '
                 "or pass -C DIR"
             )
         return self.root
@@ -185,7 +187,9 @@ class Config:
         try:
             return model(**self.raw_settings)
         except ValidationError as exc:
-            raise format_validation_error(exc, str(self.root_file), model, env_prefix="VX_") from None
+            raise format_validation_error(
+                exc, str(self.root_file), model, env_prefix="VX_"
+            ) from None
         except SettingsError as exc:
             raise ConfigError(f"invalid VX_* environment variable: {exc}") from None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,7 +25,7 @@ class CommandSpec:
     env: dict[str, str]
 
 
-class TaskStatus(str, Enum):
+class TaskStatus(StrEnum):
     """Outcome of one task in a run."""
 
     SUCCESS = "success"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -59,10 +60,8 @@ class LocalExecutor:
     async def _terminate(self, process: asyncio.subprocess.Process) -> None:
         """SIGTERM the whole process group, SIGKILL it after the grace period."""
         _signal_group(process.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(process.wait()), self.grace_period)
-        except (TimeoutError, asyncio.CancelledError):
-            pass
         # Also reaps grandchildren that outlived the leader or ignored SIGTERM.
         _signal_group(process.pid, signal.SIGKILL)
         if process.returncode is None:
@@ -70,10 +69,8 @@ class LocalExecutor:
 
 
 def _signal_group(pgid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 @vx.hookimpl(trylast=True)

@@ -46,9 +46,7 @@ def parse_filter(text: str) -> FilterSpec:
     return FilterSpec(text, exclude, body, with_dependencies, with_dependents)
 
 
-def select_projects(
-    workspace: Workspace, filters: list[str], invocation_dir: Path
-) -> list[str]:
+def select_projects(workspace: Workspace, filters: list[str], invocation_dir: Path) -> list[str]:
     """Names of the selected projects, in workspace order (all when ``filters`` is empty)."""
     specs = [parse_filter(text) for text in filters]
     includes = [spec for spec in specs if not spec.exclude]
@@ -76,14 +74,14 @@ def _match(workspace: Workspace, spec: FilterSpec, invocation_dir: Path) -> set[
     if selector.startswith("["):
         return _changed_projects(workspace, selector[1:-1], spec.text)
     if selector == "." or selector.startswith(("./", "../")):
-        pattern = (invocation_dir / selector).resolve()
+        directory = (invocation_dir / selector).resolve()
         matched = {
             name
             for name, project in workspace.projects.items()
-            if project.path == pattern or fnmatch.fnmatchcase(str(project.path), str(pattern))
+            if project.path == directory or fnmatch.fnmatchcase(str(project.path), str(directory))
         }
         if not matched:
-            raise UsageError(f"--filter {spec.text!r}: no project directory matches {pattern}")
+            raise UsageError(f"--filter {spec.text!r}: no project directory matches {directory}")
         return matched
     pattern = normalize_name(selector) if not any(c in selector for c in "*?[") else selector
     matched = {name for name in workspace.projects if fnmatch.fnmatchcase(name, pattern)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,28 +140,33 @@ def build_task_graph(
     all_task_names = {t for p in workspace.projects.values() for t in p.tasks}
     for name in names:
         if "#" in name:
-            project, _, task = name.partition("#")
-            _resolve_exact(workspace, project, task, context=f"vx run {name}")
+            project_name, _, task = name.partition("#")
+            _resolve_exact(workspace, project_name, task, context=f"vx run {name}")
         elif not any(name in workspace.projects[p].tasks for p in selected):
-            where = "no selected project" if len(selected) < len(workspace.projects) else "no project"
+            where = (
+                "no selected project" if len(selected) < len(workspace.projects) else "no project"
+            )
             raise UsageError(
                 f"{where} has a task named '{name}'{did_you_mean(name, all_task_names)}; "
                 f"known tasks: {', '.join(sorted(all_task_names)) or 'none'}"
             )
 
     tasks: dict[str, Task] = {}
-    pending: list[tuple[Project, str]] = []
+    pending: deque[tuple[Project, str]] = deque()
     for name in names:
         if "#" in name:
-            project, _, task = name.partition("#")
-            pending.append((workspace.projects[_resolve_exact(workspace, project, task, "")], task))
+            project_name, _, task = name.partition("#")
+            key = _resolve_exact(workspace, project_name, task, "")
+            pending.append((workspace.projects[key], task))
         else:
             pending.extend(
-                (workspace.projects[p], name) for p in selected if name in workspace.projects[p].tasks
+                (workspace.projects[p], name)
+                for p in selected
+                if name in workspace.projects[p].tasks
             )
     edges: list[tuple[str, str]] = []
     while pending:
-        project, name = pending.pop(0)
+        project, name = pending.popleft()
         id = task_id(project.name, name)
         if id in tasks:
             continue

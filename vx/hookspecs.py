@@ -67,7 +67,7 @@ def vx_addoption(parser: Parser) -> None:
 
 
 @hookspec
-def vx_settings_models() -> Mapping[str, type[BaseModel]]:
+def vx_settings_models() -> Mapping[str, type[BaseModel]] | None:
     """Return ``{section: model}`` for the ``[tool.vx.<section>]`` tables this plugin owns.
 
     Called once when settings are first validated. Each model is a pydantic

@@ -48,5 +48,7 @@ def resolve_concurrency(config: Config) -> int:
         try:
             return parse_concurrency(configured)
         except ValueError as exc:
-            raise ConfigError(str(exc), file=str(config.root_file), key="tool.vx.concurrency") from None
+            raise ConfigError(
+                str(exc), file=str(config.root_file), key="tool.vx.concurrency"
+            ) from None
     return parse_concurrency("100%")

@@ -33,6 +33,7 @@ BUILTIN_DISTRIBUTION = "vx-build"
 #: Built-ins without which no run can work; ``-p no:NAME`` refuses to block them.
 ESSENTIAL_PLUGINS = frozenset({"workspace", "executor", "run"})
 
+
 @dataclass(frozen=True, slots=True)
 class PluginInfo:
     """Where a loaded plugin came from."""
@@ -142,7 +143,9 @@ class VxPluginManager(pluggy.PluginManager):
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
             dist, version = _distribution_of(module_name)
-            self.register_plugin(module, PluginInfo(module_name, module_name, source, dist, version))
+            self.register_plugin(
+                module, PluginInfo(module_name, module_name, source, dist, version)
+            )
 
     def info_for(self, plugin_name: str | None) -> str:
         """A human description of ``plugin_name`` for error messages."""
@@ -236,7 +239,8 @@ class HookRelay:
     def settings_models(self) -> dict[str, type[BaseModel]]:
         models: dict[str, type[BaseModel]] = {}
         for mapping in self._call("vx_settings_models"):
-            models.update(mapping)
+            if mapping:
+                models.update(mapping)
         return models
 
     def configure(self, config: Config) -> None:
@@ -293,7 +297,7 @@ class HookRelay:
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
             if result is not None:
-                spec = result
+                spec = cast("CommandSpec", result)
         return spec
 
     # observers
@@ -345,4 +349,3 @@ def env_plugin_list() -> list[str]:
 
 def module_file(plugin: object) -> str | None:
     return getattr(plugin, "__file__", None) if isinstance(plugin, types.ModuleType) else None
-

@@ -148,7 +148,9 @@ def _project(
 
     defaults = settings.defaults.tasks
     tasks = {
-        task: _task_definition(task, task_settings, defaults.get(task), file, root / "pyproject.toml")
+        task: _task_definition(
+            task, task_settings, defaults.get(task), file, root / "pyproject.toml"
+        )
         for task, task_settings in project_settings.tasks.items()
     }
     return Project(

@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from vx.environment import task_environment
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["ContinueMode", "RunCache", "Runner", "new_run_id"]
 
 
-class ContinueMode(str, Enum):
+class ContinueMode(StrEnum):
     NEVER = "never"
     DEPENDENCIES_SUCCESSFUL = "dependencies-successful"
     ALWAYS = "always"
@@ -39,8 +39,6 @@ class RunCache(Protocol):
     async def save(self, task: Task, result: TaskResult) -> None: ...
 
     def details(self, task: Task) -> dict[str, object]: ...
-
-
 
 
 def new_run_id() -> str:
@@ -98,7 +96,9 @@ class Runner:
         results = self.run_info.results
         for task in self.graph:
             if task.id not in results:
-                self._finish(TaskResult(task, TaskStatus.SKIPPED, 1, 0.0, cache={"status": "skipped"}))
+                self._finish(
+                    TaskResult(task, TaskStatus.SKIPPED, 1, 0.0, cache={"status": "skipped"})
+                )
         self.run_info.duration_ms = (time.monotonic() - start) * 1000
         self.run_info.exit_code = self._exit_code()
         hook.run_finish(self.run_info, self.config)
@@ -137,9 +137,9 @@ class Runner:
                 del self._running[result.task.id]
                 self._finish(result)
                 ok = result.status in (TaskStatus.SUCCESS, TaskStatus.CACHED)
-                if not ok and result.status == TaskStatus.FAILED:
-                    if self.continue_mode == ContinueMode.NEVER:
-                        self._stop()
+                failed = result.status == TaskStatus.FAILED
+                if failed and self.continue_mode == ContinueMode.NEVER:
+                    self._stop()
                 if ok or self.continue_mode == ContinueMode.ALWAYS:
                     for dependent in result.task.dependents:
                         waiting[dependent] -= 1
@@ -186,7 +186,9 @@ class Runner:
         def elapsed() -> float:
             return (time.monotonic() - start) * 1000
 
-        cache_details: dict[str, object] = {"status": "disabled" if not task.definition.cache else "miss"}
+        cache_details: dict[str, object] = {
+            "status": "disabled" if not task.definition.cache else "miss"
+        }
         try:
             if self.cache is not None:
                 hit = await self.cache.restore(task, on_output)
@@ -210,7 +212,11 @@ class Runner:
             code = await self.executor.execute(task, spec, on_output)
         except asyncio.CancelledError:
             return TaskResult(
-                task, TaskStatus.CANCELLED, 128 + signal.SIGTERM, elapsed(), bytes(output),
+                task,
+                TaskStatus.CANCELLED,
+                128 + signal.SIGTERM,
+                elapsed(),
+                bytes(output),
                 cache=cache_details,
             )
         status = TaskStatus.SUCCESS if code == 0 else TaskStatus.FAILED
@@ -218,5 +224,3 @@ class Runner:
         if status == TaskStatus.SUCCESS and self.cache is not None and task.definition.cache:
             await self.cache.save(task, result)
         return result
-
-

@@ -19,9 +19,16 @@ if TYPE_CHECKING:
 
 @vx.hookimpl
 def vx_addoption(parser: Parser) -> None:
-    parser.add_option("--summarize", nargs="?", const="", default=None, metavar="PATH",
-                      command="run", help="write a run summary JSON to PATH "
-                      "(default: .vx/runs/<run-id>.json in the workspace root)")
+    parser.add_option(
+        "--summarize",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        command="run",
+        help="write a run summary JSON to PATH "
+        "(default: .vx/runs/<run-id>.json in the workspace root)",
+    )
 
 
 def summary_document(run: RunInfo) -> dict[str, Any]:
@@ -33,19 +40,21 @@ def summary_document(run: RunInfo) -> dict[str, Any]:
         if result is None:
             continue
         counts[result.status.value] += 1
-        tasks.append({
-            "id": id,
-            "project": result.task.project.name,
-            "task": result.task.name,
-            "status": result.status.value,
-            "exit_code": result.exit_code,
-            "duration_ms": round(result.duration_ms, 3),
-            "cache": result.cache,
-            "hash": result.task.hash,
-            "command": result.task.command,
-            "dependencies": list(result.task.dependencies),
-            **({"error": result.error} if result.error else {}),
-        })
+        tasks.append(
+            {
+                "id": id,
+                "project": result.task.project.name,
+                "task": result.task.name,
+                "status": result.status.value,
+                "exit_code": result.exit_code,
+                "duration_ms": round(result.duration_ms, 3),
+                "cache": result.cache,
+                "hash": result.task.hash,
+                "command": result.task.command,
+                "dependencies": list(result.task.dependencies),
+                **({"error": result.error} if result.error else {}),
+            }
+        )
     return {
         "run_id": run.run_id,
         "vx_version": vx.__version__,

@@ -24,16 +24,29 @@ _COLORS = ("36", "35", "34", "33", "32", "96", "95", "94", "93", "92")
 
 @vx.hookimpl
 def vx_addoption(parser: Parser) -> None:
-    parser.add_option("--output-logs", choices=["full", "new-only", "errors-only", "none"],
-                      default="full", command="run",
-                      help="task output to show: full (default), new-only (not replayed "
-                      "cache hits), errors-only (only failed tasks), none")
-    parser.add_option("--log-order", choices=["auto", "stream", "grouped"], default="auto",
-                      command="run", help="stream lines as they come, or group each task's "
-                      "output when it finishes (auto: grouped on GitHub Actions)")
-    parser.add_option("--log-prefix", choices=["auto", "task", "none"], default="auto",
-                      command="run", help="prefix streamed lines with 'project#task: ' "
-                      "(auto: in stream order only)")
+    parser.add_option(
+        "--output-logs",
+        choices=["full", "new-only", "errors-only", "none"],
+        default="full",
+        command="run",
+        help="task output to show: full (default), new-only (not replayed "
+        "cache hits), errors-only (only failed tasks), none",
+    )
+    parser.add_option(
+        "--log-order",
+        choices=["auto", "stream", "grouped"],
+        default="auto",
+        command="run",
+        help="stream lines as they come, or group each task's "
+        "output when it finishes (auto: grouped on GitHub Actions)",
+    )
+    parser.add_option(
+        "--log-prefix",
+        choices=["auto", "task", "none"],
+        default="auto",
+        command="run",
+        help="prefix streamed lines with 'project#task: ' (auto: in stream order only)",
+    )
 
 
 @vx.hookimpl
@@ -96,8 +109,11 @@ class TerminalReporter:
             projects = len({task.project.name for task in graph})
             names = ", ".join(run.task_names)
             self.out.write(
-                self._paint(f"• vx {vx.__version__}: running {names} — {len(graph)} task(s) in "
-                            f"{projects} project(s)\n", "2")
+                self._paint(
+                    f"• vx {vx.__version__}: running {names} — {len(graph)} task(s) in "
+                    f"{projects} project(s)\n",
+                    "2",
+                )
             )
             self.out.flush()
 
@@ -147,10 +163,9 @@ class TerminalReporter:
         if show_group or errors_only:
             self._group(result)
         if status == TaskStatus.FAILED:
-            self._line(task, self._paint(
-                f"failed with exit code {result.exit_code} after {_seconds(result.duration_ms)}",
-                "31;1",
-            ))
+            took = _seconds(result.duration_ms)
+            message = f"failed with exit code {result.exit_code} after {took}"
+            self._line(task, self._paint(message, "31;1"))
         elif status == TaskStatus.CANCELLED and self.verbosity >= 0:
             self._line(task, self._paint("cancelled", "33"))
         self.out.flush()

@@ -66,7 +66,7 @@ class Workspace:
         """Return the innermost project containing ``path``, if any."""
         best: Project | None = None
         for project in self.projects.values():
-            if path == project.path or project.path in path.parents:
-                if best is None or len(project.path.parts) > len(best.path.parts):
-                    best = project
+            inside = path == project.path or project.path in path.parents
+            if inside and (best is None or len(project.path.parts) > len(best.path.parts)):
+                best = project
         return best

@@ -24,10 +24,20 @@ def vx_add_commands(registry: CommandRegistry) -> None:
 
 @vx.hookimpl
 def vx_addoption(parser: Parser) -> None:
-    parser.add_option("tasks", nargs="*", metavar="TASK", command="graph",
-                      help="tasks to show (default: every task)")
-    parser.add_option("--format", choices=["text", "dot", "mermaid", "json"], default="text",
-                      command="graph", help="output format (default: text)")
+    parser.add_option(
+        "tasks",
+        nargs="*",
+        metavar="TASK",
+        command="graph",
+        help="tasks to show (default: every task)",
+    )
+    parser.add_option(
+        "--format",
+        choices=["text", "dot", "mermaid", "json"],
+        default="text",
+        command="graph",
+        help="output format (default: text)",
+    )
     add_selection_options(parser, "graph")
 
 

@@ -16,8 +16,12 @@ if TYPE_CHECKING:
 
 @vx.hookimpl
 def vx_add_commands(registry: CommandRegistry) -> None:
-    registry.add("plugins", help="list loaded plugins and the hooks they implement",
-                 handler=plugins_command, needs_workspace=False)
+    registry.add(
+        "plugins",
+        help="list loaded plugins and the hooks they implement",
+        handler=plugins_command,
+        needs_workspace=False,
+    )
 
 
 @vx.hookimpl
@@ -32,14 +36,16 @@ def plugins_command(config: Config) -> int:
         info = pm.infos.get(name)
         if info is None:
             continue
-        rows.append({
-            "name": name,
-            "distribution": info.distribution,
-            "version": info.version,
-            "module": info.module,
-            "source": info.source,
-            "hooks": plugin_hooks(pm, plugin),
-        })
+        rows.append(
+            {
+                "name": name,
+                "distribution": info.distribution,
+                "version": info.version,
+                "module": info.module,
+                "source": info.source,
+                "hooks": plugin_hooks(pm, plugin),
+            }
+        )
     if config.option.json:
         sys.stdout.write(json.dumps({"plugins": rows}, indent=2) + "\n")
         return 0

@@ -25,32 +25,75 @@ def vx_add_commands(registry: CommandRegistry) -> None:
 @vx.hookimpl
 def vx_addoption(parser: Parser) -> None:
     add = parser.add_option
-    add("tasks", nargs="+", metavar="TASK", command="run",
-        help="task names (test) or exact task ids (acme-api#test)")
+    add(
+        "tasks",
+        nargs="+",
+        metavar="TASK",
+        command="run",
+        help="task names (test) or exact task ids (acme-api#test)",
+    )
     add_selection_options(parser, "run")
-    add("-j", "--concurrency", metavar="N|P%", command="run",
+    add(
+        "-j",
+        "--concurrency",
+        metavar="N|P%",
+        command="run",
         help="maximum tasks running at once: a number or a percentage of CPUs "
-        "(default: [tool.vx] concurrency, else the number of CPUs)")
-    add("--continue", dest="continue_mode", nargs="?", const="always", default="never",
-        choices=[mode.value for mode in ContinueMode], command="run",
+        "(default: [tool.vx] concurrency, else the number of CPUs)",
+    )
+    add(
+        "--continue",
+        dest="continue_mode",
+        nargs="?",
+        const="always",
+        default="never",
+        choices=[mode.value for mode in ContinueMode],
+        command="run",
         help="after a failure: never (default, stop and cancel running tasks), "
         "dependencies-successful (run what does not depend on the failure), "
-        "always (run everything); the bare flag means always")
-    add("--dry", "--dry-run", dest="dry", nargs="?", const="text", choices=["text", "json"],
-        command="run", help="print the plan without running anything (json: only JSON on stdout)")
-    add("--env-mode", choices=["strict", "loose"], command="run",
-        help="strict: tasks see only declared and base variables (default); loose: everything")
+        "always (run everything); the bare flag means always",
+    )
+    add(
+        "--dry",
+        "--dry-run",
+        dest="dry",
+        nargs="?",
+        const="text",
+        choices=["text", "json"],
+        command="run",
+        help="print the plan without running anything (json: only JSON on stdout)",
+    )
+    add(
+        "--env-mode",
+        choices=["strict", "loose"],
+        command="run",
+        help="strict: tasks see only declared and base variables (default); loose: everything",
+    )
 
 
 def add_selection_options(parser: Parser, command: str) -> None:
     """``--filter``, ``--affected`` and ``--base`` (shared with ``vx graph``)."""
-    parser.add_option("-F", "--filter", action="append", metavar="SPEC", command=command,
-                      help="select projects (repeatable, union): NAME, glob, ./path, NAME..., "
-                      "...NAME, !NAME, [REV], [A...B]")
-    parser.add_option("--affected", action="store_true", command=command,
-                      help="projects changed relative to --base, and their dependents")
-    parser.add_option("--base", metavar="REV", command=command,
-                      help="base revision for --affected (default: origin/main)")
+    parser.add_option(
+        "-F",
+        "--filter",
+        action="append",
+        metavar="SPEC",
+        command=command,
+        help="select projects (repeatable, union): NAME, glob, ./path, NAME..., "
+        "...NAME, !NAME, [REV], [A...B]",
+    )
+    parser.add_option(
+        "--affected",
+        action="store_true",
+        command=command,
+        help="projects changed relative to --base, and their dependents",
+    )
+    parser.add_option(
+        "--base",
+        metavar="REV",
+        command=command,
+        help="base revision for --affected (default: origin/main)",
+    )
 
 
 def run_command(config: Config) -> int:
