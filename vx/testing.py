@@ -1,0 +1,180 @@
+"""pytest plugin for testing vx plugins and workspaces (entry point ``pytest11``).
+
+Fixtures:
+
+``vx_workspace``
+    A factory: ``vx_workspace({"pyproject.toml": {...}, "packages/a/pyproject.toml": "..."})``
+    writes the files (dicts are written as TOML) under a fresh temporary directory and
+    returns a :class:`VxWorkspace`, whose ``run(*args)`` runs vx in-process and
+    ``run_subprocess(*args)`` runs it as a child process, both returning a :class:`RunResult`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+__all__ = ["RunResult", "VxWorkspace", "vx_workspace", "write_files"]
+
+Files = Mapping[str, "str | bytes | Mapping[str, Any]"]
+
+
+@dataclass
+class RunResult:
+    """What one vx invocation did."""
+
+    args: list[str]
+    exit_code: int
+    stdout: str
+    stderr: str
+    summary: dict[str, Any] | None = None
+    """The parsed run summary JSON (``vx run`` only)."""
+    pid: int | None = field(default=None, repr=False)
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    @property
+    def outcomes(self) -> dict[str, str]:
+        """``{task_id: status}`` from the run summary."""
+        if self.summary is None:
+            raise AssertionError(f"no run summary for vx {' '.join(self.args)}:\n{self.output}")
+        return {task["id"]: task["status"] for task in self.summary["tasks"]}
+
+    def task(self, id: str) -> dict[str, Any]:
+        """The summary entry of task ``id``."""
+        for entry in (self.summary or {}).get("tasks", []):
+            if entry["id"] == id:
+                return dict(entry)
+        raise AssertionError(f"task {id} not in the run summary:\n{self.output}")
+
+
+def write_files(root: Path, files: Files) -> None:
+    """Write ``files`` under ``root``; mappings become TOML, ``str``/``bytes`` are written as is."""
+    import tomli_w
+
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        elif isinstance(content, str):
+            path.write_text(content)
+        else:
+            path.write_text(tomli_w.dumps(dict(content)))
+
+
+class VxWorkspace:
+    """A workspace on disk that vx can be run against."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._runs = 0
+
+    def write(self, files: Files) -> None:
+        write_files(self.path, files)
+
+    def _args(self, args: tuple[str, ...]) -> tuple[list[str], Path | None]:
+        argv = list(args)
+        summary: Path | None = None
+        explicit = any(a.startswith(("--summarize", "--dry")) for a in argv)
+        if "run" in argv and not explicit:
+            self._runs += 1
+            summary = self.path / ".vx" / "testing" / f"summary-{self._runs}.json"
+            argv.insert(argv.index("run") + 1, f"--summarize={summary}")
+        return argv, summary
+
+    @staticmethod
+    def _summary(path: Path | None) -> dict[str, Any] | None:
+        if path is None or not path.is_file():
+            return None
+        return dict(json.loads(path.read_text()))
+
+    def run(
+        self, *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> RunResult:
+        """Run ``vx -C <cwd or workspace> ARGS`` in this process."""
+        from vx.__main__ import main
+
+        argv, summary = self._args(args)
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with (
+            _patched_environ(env),
+            contextlib.redirect_stdout(stdout),
+            contextlib.redirect_stderr(stderr),
+        ):
+            code = main(["-C", str(cwd or self.path), *argv])
+        return RunResult(argv, code, stdout.getvalue(), stderr.getvalue(), self._summary(summary))
+
+    def run_subprocess(
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float = 120,
+    ) -> RunResult:
+        """Run ``python -m vx ARGS`` as a child process (cwd: the workspace)."""
+        argv, summary = self._args(args)
+        completed = subprocess.run(
+            [sys.executable, "-m", "vx", *argv],
+            cwd=cwd or self.path,
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return RunResult(
+            argv, completed.returncode, completed.stdout, completed.stderr, self._summary(summary)
+        )
+
+    def popen(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start ``python -m vx ARGS`` without waiting (for interruption tests)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "vx", *args],
+            cwd=self.path,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+
+@contextlib.contextmanager
+def _patched_environ(env: Mapping[str, str] | None) -> Iterator[None]:
+    if not env:
+        yield
+        return
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def vx_workspace(tmp_path: Path) -> Callable[[Files], VxWorkspace]:
+    """Factory fixture: write files into a temporary workspace and return it."""
+    counter = iter(range(1_000_000))
+
+    def make(files: Files) -> VxWorkspace:
+        index = next(counter)
+        path = (tmp_path / ("ws" if index == 0 else f"ws{index}")).resolve()
+        path.mkdir()
+        write_files(path, files)
+        return VxWorkspace(path)
+
+    return make
