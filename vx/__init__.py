@@ -13,7 +13,7 @@ from vx._version import __version__
 if TYPE_CHECKING:
     from pluggy import HookimplMarker
 
-    from vx.caching import Artifact, CacheLayer
+    from vx.caching import Artifact, CacheLayer, CorruptArtifactError
     from vx.config import Config
     from vx.errors import ConfigError, PluginError, UsageError, VxError
     from vx.execution import CommandSpec, Executor, RunInfo, TaskResult, TaskStatus
@@ -28,6 +28,7 @@ __all__ = [
     "CommandSpec",
     "Config",
     "ConfigError",
+    "CorruptArtifactError",
     "Executor",
     "PluginError",
     "Project",
@@ -50,6 +51,7 @@ _LAZY = {
     "CommandSpec": "vx.execution",
     "Config": "vx.config",
     "ConfigError": "vx.errors",
+    "CorruptArtifactError": "vx.caching",
     "Executor": "vx.execution",
     "PluginError": "vx.errors",
     "Project": "vx.workspace",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Artifact", "CacheLayer"]
+__all__ = ["Artifact", "CacheLayer", "CorruptArtifactError"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +17,13 @@ class Artifact:
     data: bytes
     duration_ms: float = 0.0
     """How long the task took when it ran (Turborepo's ``x-artifact-duration``)."""
+    task_id: str = ""
+    """The task it was produced by, when known (for layers that index entries)."""
+
+
+class CorruptArtifactError(Exception):
+    """Raised by ``CacheLayer.get`` for an entry that failed its integrity check and was
+    evicted; the kernel prints one warning and re-runs the task."""
 
 
 @runtime_checkable
@@ -24,8 +31,10 @@ class CacheLayer(Protocol):
     """A place artifacts are read from and written to (like httpx's ``BaseTransport``).
 
     Methods are called from worker threads. ``get`` returns None on a miss;
-    an exception from a layer other than ``local`` is treated as a miss with
-    one warning and never fails the run.
+    any other exception is treated as a miss with one warning per layer per run
+    and never fails the run. A layer may also implement ``delete(key)``: the
+    kernel calls it for an entry whose archive turned out to be corrupt or
+    hostile.
     """
 
     name: str

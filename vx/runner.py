@@ -40,6 +40,8 @@ class RunCache(Protocol):
 
     def details(self, task: Task) -> dict[str, object]: ...
 
+    async def close(self) -> None: ...
+
 
 def new_run_id() -> str:
     """Sortable and unique: ``20261121T104455-3fa2c1``."""
@@ -91,6 +93,8 @@ class Runner:
         restore_signals = self._install_signal_handlers()
         try:
             await self._schedule()
+            if self.cache is not None:
+                await self.cache.close()
         finally:
             restore_signals()
         results = self.run_info.results
@@ -189,15 +193,15 @@ class Runner:
         cache_details: dict[str, object] = {
             "status": "disabled" if not task.definition.cache else "miss"
         }
+        command = task.command
+        if command is None:
+            return TaskResult(task, TaskStatus.SUCCESS, 0, elapsed(), cache={"status": "disabled"})
         try:
             if self.cache is not None:
                 hit = await self.cache.restore(task, on_output)
                 if hit is not None:
                     return hit
                 cache_details = self.cache.details(task)
-            command = task.command
-            if command is None:
-                return TaskResult(task, TaskStatus.SUCCESS, 0, elapsed(), cache=cache_details)
             spec = CommandSpec(
                 argv=["/bin/sh", "-c", command] if isinstance(command, str) else command,
                 cwd=task.cwd,

@@ -8,10 +8,12 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import vx
+from vx.cache import create_cache
 from vx.planning import plan, resolve_concurrency
 from vx.runner import ContinueMode, Runner
 
 if TYPE_CHECKING:
+    from vx.cache import TaskCache
     from vx.cli import CommandRegistry, Parser
     from vx.config import Config
     from vx.graph import Task, TaskGraph
@@ -63,6 +65,13 @@ def vx_addoption(parser: Parser) -> None:
         command="run",
         help="print the plan without running anything (json: only JSON on stdout)",
     )
+    add("--force", action="store_true", command="run", help="ignore cache reads (still writes)")
+    add(
+        "--cache",
+        metavar="SPEC",
+        command="run",
+        help="per-layer reads/writes, e.g. local:rw,remote:r (unlisted layers are off)",
+    )
     add(
         "--env-mode",
         choices=["strict", "loose"],
@@ -98,11 +107,14 @@ def add_selection_options(parser: Parser, command: str) -> None:
 
 def run_command(config: Config) -> int:
     graph = plan(config, list(config.option.tasks))
-    if config.option.dry:
-        return _dry_run(config, graph)
     if not len(graph):
         sys.stderr.write("vx: no tasks to run (the filters selected no project)\n")
+        if config.option.dry == "json":
+            sys.stdout.write(json.dumps({"tasks": []}) + "\n")
         return 0
+    cache = create_cache(config, graph)
+    if config.option.dry:
+        return _dry_run(config, graph, cache)
     runner = Runner(
         config,
         graph,
@@ -110,7 +122,7 @@ def run_command(config: Config) -> int:
         concurrency=resolve_concurrency(config),
         continue_mode=ContinueMode(config.option.continue_mode),
         priorities=config.hook.task_priorities(graph, config),
-        cache=config.stash.get("vx.cache"),
+        cache=cache,
         task_names=list(config.option.tasks),
     )
     run = runner.run()
@@ -123,9 +135,8 @@ def describe_command(task: Task) -> str | None:
     return shlex.join(command) if isinstance(command, list) else command
 
 
-def dry_run_document(config: Config, graph: TaskGraph) -> dict[str, Any]:
+def dry_run_document(config: Config, graph: TaskGraph, cache: TaskCache) -> dict[str, Any]:
     """The ``--dry=json`` document."""
-    cache = config.stash.get("vx.cache")
     tasks = []
     for task in graph:
         entry: dict[str, Any] = {
@@ -143,8 +154,7 @@ def dry_run_document(config: Config, graph: TaskGraph) -> dict[str, Any]:
             "env": list(task.definition.env),
             "pass_env": list(task.definition.pass_env),
         }
-        if cache is not None:
-            entry.update(cache.dry_run_entry(task))
+        entry.update(cache.dry_run_entry(task))
         tasks.append(entry)
     return {
         "version": vx.__version__,
@@ -154,8 +164,8 @@ def dry_run_document(config: Config, graph: TaskGraph) -> dict[str, Any]:
     }
 
 
-def _dry_run(config: Config, graph: TaskGraph) -> int:
-    document = dry_run_document(config, graph)
+def _dry_run(config: Config, graph: TaskGraph, cache: TaskCache) -> int:
+    document = dry_run_document(config, graph, cache)
     if config.option.dry == "json":
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return 0
@@ -170,4 +180,6 @@ def _dry_run(config: Config, graph: TaskGraph) -> int:
         out.write(f"  outputs      {', '.join(entry['outputs']) or '-'}\n")
         out.write(f"  hash         {entry['hash'] or '-'}\n")
         out.write(f"  cache        {entry['cache']['status']}\n")
+        if entry["cache"].get("reason"):
+            out.write(f"  reason       {entry['cache']['reason']}\n")
     return 0

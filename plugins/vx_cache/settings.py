@@ -1,0 +1,55 @@
+"""``[tool.vx.cache]``."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB)?\s*$", re.IGNORECASE)
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40}
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_size(value: str | int) -> int:
+    """``"5GB"`` -> bytes (binary units: 1 KB = 1024 B); a bare number is bytes."""
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError(f"expected a size like 500MB or 5GB (B, KB, MB, GB, TB), got {value!r}")
+    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
+
+
+def parse_age(value: str | int) -> float:
+    """``"7d"`` -> seconds (s, m, h, d, w); a bare number is seconds."""
+    match = _AGE.match(str(value))
+    if not match:
+        raise ValueError(f"expected an age like 12h or 7d (s, m, h, d, w), got {value!r}")
+    return float(match.group(1)) * _AGE_UNITS[(match.group(2) or "s").lower()]
+
+
+class CacheSettings(BaseModel):
+    """Where the local cache lives and how big it may grow."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dir: str | None = None
+    """Cache directory; relative paths are relative to the workspace root (default .vx/cache)."""
+    max_size: str | int | None = None
+    """Prune least-recently-used entries after each run beyond this size (e.g. "5GB")."""
+    max_age: str | int | None = None
+    """Prune entries not used for this long after each run (e.g. "7d")."""
+
+    @field_validator("max_size")
+    @classmethod
+    def _size(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            parse_size(value)
+        return value
+
+    @field_validator("max_age")
+    @classmethod
+    def _age(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            parse_age(value)
+        return value

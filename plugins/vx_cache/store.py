@@ -1,0 +1,232 @@
+"""The local artifact store: one file per entry, indexed in SQLite (WAL)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import blake3
+
+from vx import Artifact, CorruptArtifactError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY,
+    file TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    duration_ms REAL NOT NULL,
+    created_at REAL NOT NULL,
+    accessed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_accessed ON entries (accessed_at);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    finished_at REAL NOT NULL,
+    hits INTEGER NOT NULL,
+    remote_hits INTEGER NOT NULL,
+    misses INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    key: str
+    task_id: str
+    size: int
+    accessed_at: float
+
+
+class LocalCache:
+    """``CacheLayer`` named ``local``: ``<dir>/artifacts/<ab>/<key>.<digest>.tar.zst``.
+
+    Writes are atomic (temp file, rename, then the index row; first writer wins), so a
+    crash leaves a whole entry or none, and concurrent vx processes never mix entries.
+    """
+
+    name = "local"
+    readable = True
+    writable = True
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.artifacts = directory / "artifacts"
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._db is None:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(
+                    self.directory / "index.sqlite",
+                    timeout=60,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(_SCHEMA)
+                self._db = db
+            yield self._db
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    # -- CacheLayer ------------------------------------------------------------
+
+    def has(self, key: str) -> bool:
+        with self._connect() as db:
+            row = db.execute("SELECT file FROM entries WHERE key = ?", (key,)).fetchone()
+            if row is None or not (self.artifacts / row[0]).is_file():
+                return False
+            db.execute("UPDATE entries SET accessed_at = ? WHERE key = ?", (time.time(), key))
+            return True
+
+    def get(self, key: str) -> Artifact | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT file, digest, duration_ms FROM entries WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return None
+        file, digest, duration_ms = row
+        try:
+            data = (self.artifacts / file).read_bytes()
+        except FileNotFoundError:
+            self._forget(key, file)
+            return None
+        if blake3.blake3(data).hexdigest() != digest:
+            self._forget(key, file)
+            raise CorruptArtifactError(
+                f"local cache entry {key[:16]} is corrupt (digest mismatch: {len(data)} bytes)"
+            )
+        with self._connect() as db:
+            db.execute("UPDATE entries SET accessed_at = ? WHERE key = ?", (time.time(), key))
+        return Artifact(key=key, data=data, duration_ms=duration_ms)
+
+    def put(self, key: str, artifact: Artifact) -> None:
+        digest = blake3.blake3(artifact.data).hexdigest()
+        file = f"{key[:2]}/{key}.{digest[:16]}.tar.zst"
+        path = self.artifacts / file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        temporary.write_bytes(artifact.data)
+        os.replace(temporary, path)
+        now = time.time()
+        with self._connect() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    file,
+                    digest,
+                    artifact.task_id,
+                    len(artifact.data),
+                    artifact.duration_ms,
+                    now,
+                    now,
+                ),
+            )
+            if cursor.rowcount == 0:
+                existing = db.execute("SELECT file FROM entries WHERE key = ?", (key,)).fetchone()
+                if existing is not None and existing[0] != file:
+                    path.unlink(missing_ok=True)
+
+    def delete(self, key: str) -> None:
+        with self._connect() as db:
+            row = db.execute("SELECT file FROM entries WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            self._forget(key, row[0])
+
+    def _forget(self, key: str, file: str) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM entries WHERE key = ? AND file = ?", (key, file))
+        (self.artifacts / file).unlink(missing_ok=True)
+
+    # -- maintenance -----------------------------------------------------------
+
+    def entries(self) -> list[Entry]:
+        """Every entry, least recently used first."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT key, task_id, size, accessed_at FROM entries ORDER BY accessed_at, key"
+            ).fetchall()
+        return [Entry(*row) for row in rows]
+
+    def prune(self, max_size: int | None, max_age: float | None, dry: bool = False) -> list[Entry]:
+        """Evict entries older than ``max_age`` seconds, then least recently used ones until
+        the total is at most ``max_size`` bytes. Returns the evicted (or, with ``dry``,
+        the would-be evicted) entries."""
+        entries = self.entries()
+        now = time.time()
+        evict: list[Entry] = []
+        keep: list[Entry] = []
+        for entry in entries:
+            if max_age is not None and now - entry.accessed_at > max_age:
+                evict.append(entry)
+            else:
+                keep.append(entry)
+        if max_size is not None:
+            total = sum(entry.size for entry in keep)
+            for entry in list(keep):
+                if total <= max_size:
+                    break
+                evict.append(entry)
+                keep.remove(entry)
+                total -= entry.size
+        if not dry:
+            for entry in evict:
+                self.delete(entry.key)
+            self._remove_orphans()
+        return evict
+
+    def _remove_orphans(self) -> None:
+        """Artifact files without an index row (a crash between rename and insert)."""
+        with self._connect() as db:
+            known = {row[0] for row in db.execute("SELECT file FROM entries")}
+        cutoff = time.time() - 3600
+        for path in self.artifacts.glob("*/*"):
+            name = path.relative_to(self.artifacts).as_posix()
+            with contextlib.suppress(OSError):
+                if name not in known and path.stat().st_mtime < cutoff:
+                    path.unlink()
+
+    def clear(self) -> int:
+        """Remove every entry; returns how many there were."""
+        count = len(self.entries())
+        with self._connect() as db:
+            db.execute("DELETE FROM entries")
+            db.execute("DELETE FROM runs")
+        for path in sorted(self.artifacts.glob("**/*"), reverse=True):
+            with contextlib.suppress(OSError):
+                path.rmdir() if path.is_dir() else path.unlink()
+        return count
+
+    def record_run(self, run_id: str, hits: int, remote_hits: int, misses: int) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?)",
+                (run_id, time.time(), hits, remote_hits, misses),
+            )
+
+    def recent_runs(self, limit: int = 50) -> list[tuple[int, int, int]]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT hits, remote_hits, misses FROM runs ORDER BY finished_at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [tuple(row) for row in rows]

@@ -1,0 +1,348 @@
+"""Artifact archives: a zstd-compressed tar of ``.vx-artifact/meta.json``, the task's log and
+its declared outputs (paths relative to the workspace root).
+
+Unpacking trusts nothing: every member is checked (relative, no ``..``, inside the task's
+declared outputs, no device files, links that stay inside the outputs), the expanded size is
+bounded, and files are staged first so that a bad archive writes nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import blake3
+
+from vx.hashing import CACHE_FORMAT, output_spec
+
+if TYPE_CHECKING:
+    from vx.graph import Task
+
+__all__ = ["ArtifactError", "Restored", "outputs_current", "pack", "read_meta", "unpack"]
+
+META_NAME = ".vx-artifact/meta.json"
+LOG_NAME = ".vx-artifact/log"
+#: Largest accepted metadata member.
+_META_LIMIT = 64 << 20
+#: Largest accepted ratio between expanded and compressed size (zip-bomb guard).
+_MAX_RATIO = 5000
+_SLACK = 1 << 20
+
+
+class ArtifactError(Exception):
+    """The archive is corrupt, truncated or hostile."""
+
+
+@dataclass(slots=True)
+class Restored:
+    meta: dict[str, Any]
+    log: bytes
+    extracted: bool
+    """False when the outputs on disk already matched and nothing was written."""
+
+
+def output_files(task: Task) -> list[Path]:
+    """Files and symlinks under the task's project matching its ``outputs`` globs."""
+    outputs = task.definition.outputs
+    if not outputs:
+        return []
+    spec = output_spec(task)
+    base = task.project.path
+    found: list[Path] = []
+    for start in sorted(_walk_roots(base, outputs)):
+        if start.is_symlink() or start.is_file():
+            if spec.match_file(start.relative_to(base).as_posix()):
+                found.append(start)
+            continue
+        for directory, dirnames, filenames in os.walk(start):
+            dirnames.sort()
+            current = Path(directory)
+            names = sorted(filenames) + [d for d in dirnames if (current / d).is_symlink()]
+            for name in names:
+                path = current / name
+                if spec.match_file(path.relative_to(base).as_posix()):
+                    found.append(path)
+    return sorted(set(found))
+
+
+def _walk_roots(base: Path, patterns: tuple[str, ...]) -> set[Path]:
+    """The deepest literal directory of each positive pattern (``dist/**`` -> ``dist``)."""
+    roots: set[Path] = set()
+    for pattern in patterns:
+        if pattern.startswith("!"):
+            continue
+        parts = pattern.strip("/").split("/")
+        literal: list[str] = []
+        for part in parts:
+            if any(c in part for c in "*?["):
+                break
+            literal.append(part)
+        if len(literal) == len(parts):
+            literal = literal[:-1] if len(parts) > 1 else literal
+        start = base.joinpath(*literal) if literal else base
+        if start.exists() or start.is_symlink():
+            roots.add(start)
+    return roots
+
+
+def _file_digest(path: Path) -> str:
+    hasher = blake3.blake3()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _describe(path: Path) -> dict[str, Any]:
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return {"type": "symlink", "target": os.readlink(path)}
+    return {
+        "type": "file",
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "mode": stat.S_IMODE(st.st_mode),
+        "digest": _file_digest(path),
+    }
+
+
+def pack(task: Task, root: Path, log: bytes, meta: dict[str, Any], level: int = 3) -> bytes:
+    """Build the compressed archive of ``task``'s outputs, log and ``meta``."""
+    import zstandard
+
+    files = output_files(task)
+    outputs = {path.relative_to(root).as_posix(): _describe(path) for path in files}
+    expanded = sum(entry.get("size", 0) for entry in outputs.values()) + len(log)
+    meta = {**meta, "format": CACHE_FORMAT, "outputs": outputs, "expanded_size": expanded}
+    raw = io.BytesIO()
+    compressor = zstandard.ZstdCompressor(level=level, write_checksum=True)
+    with (
+        compressor.stream_writer(raw, closefd=False) as writer,
+        tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        _add_bytes(tar, META_NAME, json.dumps(meta, sort_keys=True).encode())
+        _add_bytes(tar, LOG_NAME, log)
+        for name in outputs:
+            tar.add(root / name, arcname=name, recursive=False)
+    return raw.getvalue()
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+class _BoundedReader(io.RawIOBase):
+    """Raises once more than ``limit`` bytes were read (the limit may be raised later)."""
+
+    def __init__(self, inner: IO[bytes], limit: int) -> None:
+        self.inner = inner
+        self.limit = limit
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.inner.read(len(buffer))
+        self.count += len(data)
+        if self.count > self.limit:
+            raise ArtifactError(f"archive expands beyond {self.limit} bytes")
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _open(data: bytes) -> tuple[_BoundedReader, tarfile.TarFile]:
+    import zstandard
+
+    stream = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
+    bounded = _BoundedReader(stream, _META_LIMIT + 4096)
+    return bounded, tarfile.open(fileobj=io.BufferedReader(bounded, 1 << 16), mode="r|")
+
+
+def _members(data: bytes) -> Iterator[tuple[_BoundedReader, tarfile.TarFile, tarfile.TarInfo]]:
+    import zstandard
+
+    try:
+        bounded, tar = _open(data)
+        with tar:
+            for member in tar:
+                yield bounded, tar, member
+    except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
+        raise ArtifactError(f"corrupt archive: {type(exc).__name__}: {exc}") from None
+
+
+def read_meta(data: bytes) -> dict[str, Any]:
+    """The metadata member (always the first one)."""
+    for _, tar, member in _members(data):
+        return _parse_meta(tar, member, len(data))
+    raise ArtifactError("empty archive")
+
+
+def _parse_meta(tar: tarfile.TarFile, member: tarfile.TarInfo, compressed: int) -> dict[str, Any]:
+    if member.name != META_NAME or not member.isfile() or member.size > _META_LIMIT:
+        raise ArtifactError("archive does not start with its metadata")
+    handle = tar.extractfile(member)
+    assert handle is not None
+    try:
+        meta = json.loads(handle.read())
+    except ValueError as exc:
+        raise ArtifactError(f"unreadable metadata: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
+        raise ArtifactError("unknown artifact format")
+    expanded = meta.get("expanded_size")
+    if not isinstance(expanded, int) or expanded < 0:
+        raise ArtifactError("metadata lacks a valid expanded_size")
+    if expanded > max(compressed, 1) * _MAX_RATIO + _SLACK:
+        raise ArtifactError(
+            f"declared expanded size {expanded} is implausible for {compressed} compressed bytes"
+        )
+    return meta
+
+
+def outputs_current(task: Task, root: Path, meta: dict[str, Any]) -> bool:
+    """Whether the outputs on disk already equal the entry's (stat first, then digest)."""
+    recorded: dict[str, Any] = meta.get("outputs", {})
+    on_disk = {path.relative_to(root).as_posix(): path for path in output_files(task)}
+    if set(on_disk) != set(recorded):
+        return False
+    for name, entry in recorded.items():
+        path = on_disk[name]
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return False
+        if entry.get("type") == "symlink":
+            if not stat.S_ISLNK(st.st_mode) or os.readlink(path) != entry.get("target"):
+                return False
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_size != entry.get("size"):
+            return False
+        if st.st_mtime_ns != entry.get("mtime_ns") and _file_digest(path) != entry.get("digest"):
+            return False
+    return True
+
+
+def unpack(data: bytes, task: Task, root: Path, staging_parent: Path) -> Restored:
+    """Validate the archive and restore the task's outputs; returns the metadata and log."""
+    spec = output_spec(task)
+    project = task.project.path
+    project_rel = "" if project == root else project.relative_to(root).as_posix() + "/"
+    meta: dict[str, Any] | None = None
+    log = b""
+    staging_parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="restore-", dir=staging_parent))
+    staged: list[tuple[str, tarfile.TarInfo]] = []
+    try:
+        for bounded, tar, member in _members(data):
+            if meta is None:
+                meta = _parse_meta(tar, member, len(data))
+                members = len(meta.get("outputs", {})) + 2
+                bounded.limit = member.size + meta["expanded_size"] + members * 8192 + _SLACK
+                if outputs_current(task, root, meta):
+                    log = _read_log(tar)
+                    return Restored(meta, log, extracted=False)
+                continue
+            if member.name == LOG_NAME and member.isfile():
+                handle = tar.extractfile(member)
+                assert handle is not None
+                log = handle.read()
+                continue
+            name = _check_member(member, project_rel, spec, meta)
+            if member.isdir():
+                continue
+            tar.extract(member, staging, set_attrs=True, filter="data")
+            staged.append((name, member))
+        if meta is None:
+            raise ArtifactError("empty archive")
+        _install(task, root, staging, staged, meta["outputs"])
+        return Restored(meta, log, extracted=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _read_log(tar: tarfile.TarFile) -> bytes:
+    for member in tar:
+        if member.name == LOG_NAME and member.isfile():
+            handle = tar.extractfile(member)
+            assert handle is not None
+            return handle.read()
+    return b""
+
+
+def _check_member(
+    member: tarfile.TarInfo, project_rel: str, spec: Any, meta: dict[str, Any]
+) -> str:
+    name = member.name
+    normalized = posixpath.normpath(name)
+    if (
+        not name
+        or name.startswith("/")
+        or "\\" in name
+        or normalized.startswith("..")
+        or ".." in name.split("/")
+        or normalized != name.rstrip("/")
+    ):
+        raise ArtifactError(f"refusing unsafe path {name!r}")
+    if not (member.isfile() or member.issym() or member.islnk() or member.isdir()):
+        raise ArtifactError(f"refusing special file {name!r}")
+    if not normalized.startswith(project_rel):
+        raise ArtifactError(f"refusing {name!r}: outside the task's project")
+    relative = normalized[len(project_rel) :]
+    if member.isdir():
+        return normalized
+    if not spec.match_file(relative) or normalized not in meta.get("outputs", {}):
+        raise ArtifactError(f"refusing {name!r}: not one of the task's declared outputs")
+    if member.issym() or member.islnk():
+        target = member.linkname
+        if member.issym():
+            if target.startswith("/"):
+                raise ArtifactError(f"refusing symlink {name!r} -> {target!r}: absolute target")
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(normalized), target))
+        else:
+            resolved = posixpath.normpath(target)
+        inside = resolved.startswith(project_rel) and not resolved.startswith("..")
+        if not inside or not spec.match_file(resolved[len(project_rel) :]):
+            raise ArtifactError(
+                f"refusing link {name!r} -> {target!r}: it escapes the task's outputs"
+            )
+    return normalized
+
+
+def _install(
+    task: Task,
+    root: Path,
+    staging: Path,
+    staged: list[tuple[str, tarfile.TarInfo]],
+    outputs: dict[str, Any],
+) -> None:
+    """Replace the task's current outputs by the staged ones."""
+    project = task.project.path.resolve()
+    for path in output_files(task):
+        path.unlink(missing_ok=True)
+    for name, member in staged:
+        source = staging / name
+        destination = root / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        real_parent = destination.parent.resolve()
+        if real_parent != project and project not in real_parent.parents:
+            raise ArtifactError(f"refusing {name!r}: its directory leads outside the project")
+        if destination.is_dir() and not destination.is_symlink():
+            shutil.rmtree(destination)
+        os.replace(source, destination)
+        recorded = outputs[name].get("mtime_ns")
+        if member.isfile() and isinstance(recorded, int):
+            # Exact mtimes let the next restore see the outputs as current from stat alone.
+            os.utime(destination, ns=(recorded, recorded))

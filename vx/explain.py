@@ -1,0 +1,80 @@
+"""Why did a task miss? The last cached manifest of each task, and a readable diff."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+__all__ = ["ManifestStore", "explain"]
+
+
+class ManifestStore:
+    """``.vx/manifests/<task id>.json``: the manifest of each task's most recent cache entry."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, task_id: str) -> Path:
+        return self.directory / (quote(task_id, safe="") + ".json")
+
+    def load(self, task_id: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self._path(task_id).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def save(self, task_id: str, key: str, manifest: dict[str, Any]) -> None:
+        path = self._path(task_id)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            temporary.write_text(json.dumps({"key": key, "manifest": manifest}))
+            os.replace(temporary, path)
+        except OSError:
+            pass
+
+
+def _diff_maps(label: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    changes = [f"{label} added: {name}" for name in sorted(new.keys() - old.keys())]
+    changes += [f"{label} removed: {name}" for name in sorted(old.keys() - new.keys())]
+    changes += [
+        f"{label} modified: {name}"
+        for name in sorted(old.keys() & new.keys())
+        if old[name] != new[name]
+    ]
+    return changes
+
+
+def explain(previous: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
+    """What changed between the last cached manifest and ``current`` (never env values)."""
+    if previous is None:
+        return ["never ran before"]
+    old = previous.get("manifest", {})
+    if old.get("format") != current.get("format"):
+        return ["the cache format changed (new vx version)"]
+    changes: list[str] = []
+    old_task, new_task = old.get("task", {}), current.get("task", {})
+    for field in ("command", "cwd", "outputs", "inputs", "env"):
+        if old_task.get(field) != new_task.get(field):
+            changes.append(f"task {field} changed")
+    changes += _diff_maps("file", old.get("inputs", {}), current.get("inputs", {}))
+    changes += _diff_maps("global input", old.get("global_inputs", {}), current["global_inputs"])
+    for label, key in (("env", "env"), ("global env", "global_env")):
+        old_env, new_env = old.get(key, {}), current.get(key, {})
+        for name in sorted(old_env.keys() | new_env.keys()):
+            if old_env.get(name) != new_env.get(name):
+                changes.append(f"{label} changed: {name}")
+    old_deps, new_deps = old.get("dependencies", {}), current.get("dependencies", {})
+    for name in sorted(old_deps.keys() | new_deps.keys()):
+        if name not in old_deps:
+            changes.append(f"dependency added: {name}")
+        elif name not in new_deps:
+            changes.append(f"dependency removed: {name}")
+        elif old_deps[name] != new_deps[name]:
+            changes.append(f"dependency changed: {name}")
+    changes += _diff_maps("plugin component", old.get("plugins", {}), current.get("plugins", {}))
+    return changes or ["no cached entry for this key (it was evicted, cleared, or never saved)"]

@@ -1,0 +1,377 @@
+"""Task keys: blake3 digests over a canonical manifest of everything that can change a result.
+
+The manifest (kept with each cache entry, shown by ``--dry=json`` and ``vx why``) holds:
+the cache-format version, the task definition, declared env values (as digests only), the
+content digests of its inputs and of ``global_inputs``, the keys of its dependencies, and
+components contributed by plugins through ``vx_task_hash_components``.
+"""
+
+from __future__ import annotations
+
+import json
+import marshal
+import os
+import stat
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import blake3
+
+from vx.environment import resolve_env_names
+from vx.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec, PathSpec
+
+    from vx.graph import Task, TaskGraph
+    from vx.workspace import Project, Workspace
+
+__all__ = ["CACHE_FORMAT", "DEFAULT_IGNORES", "FileHasher", "KeyBuilder", "digest_text"]
+
+#: Bump when the manifest layout or artifact format changes: every key changes with it.
+CACHE_FORMAT = 1
+
+#: Never inputs, even without a .gitignore (bytecode and tool caches would defeat the cache).
+DEFAULT_IGNORES = (
+    ".git/",
+    ".vx/",
+    "__pycache__/",
+    "*.py[cod]",
+    ".pytest_cache/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    ".tox/",
+    ".nox/",
+    ".venv/",
+    "node_modules/",
+    "*.egg-info/",
+    ".DS_Store",
+)
+
+#: Files modified this recently are re-read even when their stat matches (racy mtime).
+_RACY_SECONDS = 2.0
+
+
+def digest_text(text: str | bytes) -> str:
+    data = text.encode() if isinstance(text, str) else text
+    return blake3.blake3(data).hexdigest()
+
+
+class FileHasher:
+    """Content digests with a persistent stat cache (path -> size, mtime, inode -> digest)."""
+
+    def __init__(self, cache_file: Path | None) -> None:
+        self.cache_file = cache_file
+        self._cache: dict[str, tuple[int, int, int, str]] = {}
+        self._dirty = False
+        self._started = time.time()
+        if cache_file is not None:
+            try:
+                loaded = marshal.loads(cache_file.read_bytes())
+                if isinstance(loaded, dict):
+                    self._cache = loaded
+            except (OSError, EOFError, ValueError, TypeError):
+                self._cache = {}
+
+    def digests(self, paths: Iterable[Path]) -> dict[Path, str | None]:
+        """Digest of each path (None if it does not exist); unchanged files are not re-read."""
+        result: dict[Path, str | None] = {}
+        todo: list[tuple[Path, os.stat_result]] = []
+        for path in paths:
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                result[path] = None
+                continue
+            cached = self._cache.get(str(path))
+            if cached and cached[:3] == (st.st_size, st.st_mtime_ns, st.st_ino):
+                result[path] = cached[3]
+            else:
+                todo.append((path, st))
+        if len(todo) > 8:
+            with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+                digests = list(pool.map(self._digest_one, todo))
+        else:
+            digests = [self._digest_one(item) for item in todo]
+        for (path, _), digest in zip(todo, digests, strict=True):
+            result[path] = digest
+        return result
+
+    def _digest_one(self, item: tuple[Path, os.stat_result]) -> str:
+        path, st = item
+        if stat.S_ISLNK(st.st_mode):
+            digest = "symlink:" + digest_text(os.readlink(path))
+        else:
+            hasher = blake3.blake3(max_threads=blake3.blake3.AUTO if st.st_size > 1 << 22 else 1)
+            with open(path, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    hasher.update(chunk)
+            digest = hasher.hexdigest()
+        if st.st_mtime_ns / 1e9 < self._started - _RACY_SECONDS:
+            self._cache[str(path)] = (st.st_size, st.st_mtime_ns, st.st_ino, digest)
+            self._dirty = True
+        return digest
+
+    def save(self) -> None:
+        """Persist the stat cache atomically (best effort)."""
+        if self.cache_file is None or not self._dirty:
+            return
+        try:
+            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.cache_file.with_name(f".{self.cache_file.name}.{os.getpid()}.tmp")
+            temporary.write_bytes(marshal.dumps(self._cache))
+            os.replace(temporary, self.cache_file)
+            self._dirty = False
+        except OSError:
+            pass
+
+
+def _spec(patterns: Iterable[str]) -> PathSpec[Any]:
+    import pathspec
+
+    return pathspec.PathSpec.from_lines("gitwildmatch", patterns)
+
+
+class FileLister:
+    """Lists a project's files, honouring .gitignore files and :data:`DEFAULT_IGNORES`."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self._listing: dict[Path, list[str]] = {}
+        self._project_dirs = {p.path for p in workspace.projects.values()}
+        self._root_ignores = self._ignores_above(workspace.root)
+
+    def _ignores_above(self, root: Path) -> list[tuple[Path, GitIgnoreSpec]]:
+        """.gitignore files from the git top level (or the workspace root) down to ``root``."""
+        specs: list[tuple[Path, GitIgnoreSpec]] = []
+        chain = [root]
+        for parent in root.parents:
+            if (chain[-1] / ".git").exists():
+                break
+            chain.append(parent)
+        if not (chain[-1] / ".git").exists():
+            chain = [root]
+        for directory in reversed(chain):
+            spec = _gitignore(directory)
+            if spec is not None:
+                specs.append((directory, spec))
+        return specs
+
+    def files(self, project: Project) -> list[str]:
+        """Project files relative to the project directory (POSIX), sorted; nested projects
+        and ignored files excluded."""
+        listing = self._listing.get(project.path)
+        if listing is None:
+            import pathspec
+
+            defaults = pathspec.GitIgnoreSpec.from_lines(DEFAULT_IGNORES)
+            ignores = list(self._root_ignores)
+            for parent in reversed(project.path.relative_to(self.workspace.root).parents):
+                directory = self.workspace.root / parent
+                if directory != self.workspace.root:
+                    spec = _gitignore(directory)
+                    if spec is not None:
+                        ignores.append((directory, spec))
+            listing = []
+            self._walk(project.path, project.path, defaults, ignores, listing)
+            listing.sort()
+            self._listing[project.path] = listing
+        return listing
+
+    def _walk(
+        self,
+        base: Path,
+        directory: Path,
+        defaults: GitIgnoreSpec,
+        ignores: list[tuple[Path, GitIgnoreSpec]],
+        out: list[str],
+    ) -> None:
+        if directory != base:
+            spec = _gitignore(directory)
+            if spec is not None:
+                ignores = [*ignores, (directory, spec)]
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            is_dir = entry.is_dir(follow_symlinks=False)
+            relative = path.relative_to(base).as_posix() + ("/" if is_dir else "")
+            if defaults.match_file(relative) or _ignored(path, is_dir, ignores):
+                continue
+            if is_dir:
+                if path in self._project_dirs:
+                    continue
+                self._walk(base, path, defaults, ignores, out)
+            else:
+                out.append(relative)
+
+
+def _gitignore(directory: Path) -> GitIgnoreSpec | None:
+    file = directory / ".gitignore"
+    try:
+        lines = file.read_text().splitlines()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, UnicodeDecodeError):
+        return None
+    import pathspec
+
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def _ignored(path: Path, is_dir: bool, ignores: list[tuple[Path, GitIgnoreSpec]]) -> bool:
+    for directory, spec in ignores:
+        relative = path.relative_to(directory).as_posix() + ("/" if is_dir else "")
+        if spec.match_file(relative):
+            return True
+    return False
+
+
+def output_spec(task: Task) -> PathSpec[Any]:
+    """The task's ``outputs`` globs, relative to its project."""
+    return _spec(task.definition.outputs)
+
+
+class KeyBuilder:
+    """Computes manifests and keys for every task of a graph, dependencies first."""
+
+    def __init__(
+        self,
+        graph: TaskGraph,
+        hasher: FileHasher,
+        plugin_components: Mapping[str, Mapping[str, str | bytes]],
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.graph = graph
+        self.workspace = graph.workspace
+        self.hasher = hasher
+        self.plugin_components = plugin_components
+        self.environ = os.environ if environ is None else environ
+        self.lister = FileLister(self.workspace)
+        self.manifests: dict[str, dict[str, Any]] = {}
+
+    def compute(self) -> dict[str, str]:
+        """Fill ``task.hash`` for every task; returns ``{task_id: key}``."""
+        root = self.workspace.root
+        global_inputs = self._global_inputs()
+        global_env = self._env_digests(self.workspace.global_env)
+        inputs_by_task = {task.id: self._input_paths(task) for task in self.graph}
+        every_path = {p for paths in inputs_by_task.values() for p in paths}
+        digests = self.hasher.digests(sorted(every_path))
+        keys: dict[str, str] = {}
+        for task in self.graph:
+            definition = task.definition
+            manifest: dict[str, Any] = {
+                "format": CACHE_FORMAT,
+                "task": {
+                    "id": task.id,
+                    "command": task.command,
+                    "cwd": os.path.relpath(task.cwd, root).replace(os.sep, "/"),
+                    "outputs": list(definition.outputs),
+                    "inputs": list(definition.inputs) if definition.inputs is not None else None,
+                    "env": list(definition.env),
+                },
+                "env": self._env_digests(definition.env),
+                "global_env": global_env,
+                "global_inputs": global_inputs,
+                "inputs": {
+                    path.relative_to(root).as_posix(): digests[path]
+                    for path in inputs_by_task[task.id]
+                },
+                "dependencies": {dep: keys[dep] for dep in sorted(task.dependencies)},
+                "plugins": {
+                    name: value if isinstance(value, str) else digest_text(value)
+                    for name, value in sorted(self.plugin_components.get(task.id, {}).items())
+                },
+            }
+            canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+            key = digest_text(canonical)
+            task.hash = key
+            keys[task.id] = key
+            self.manifests[task.id] = manifest
+        self.hasher.save()
+        return keys
+
+    def _env_digests(self, patterns: Iterable[str]) -> dict[str, str | None]:
+        names = resolve_env_names(patterns, self.environ)
+        digests: dict[str, str | None] = {name: digest_text(self.environ[name]) for name in names}
+        for pattern in patterns:
+            if not any(c in pattern for c in "*?[") and pattern not in digests:
+                digests[pattern] = None
+        return dict(sorted(digests.items()))
+
+    def _global_inputs(self) -> dict[str, str | None]:
+        root = self.workspace.root
+        if not self.workspace.global_inputs:
+            return {}
+        spec = _spec(self.workspace.global_inputs)
+        literal = [p for p in self.workspace.global_inputs if not any(c in p for c in "*?[!")]
+        matched = {root / p for p in literal}
+        root_project = next((p for p in self.workspace.projects.values() if p.path == root), None)
+        candidates = (
+            self.lister.files(root_project) if root_project is not None else self._root_files()
+        )
+        matched.update(root / name for name in spec.match_files(candidates))
+        digests = self.hasher.digests(sorted(matched))
+        return {path.relative_to(root).as_posix(): d for path, d in digests.items()}
+
+    def _root_files(self) -> list[str]:
+        from vx.workspace import Project
+
+        root_project = Project(
+            name="//",
+            path=self.workspace.root,
+            relpath=".",
+            pyproject=self.workspace.root / "pyproject.toml",
+        )
+        return self.lister.files(root_project)
+
+    def _input_paths(self, task: Task) -> list[Path]:
+        """Default inputs exclude every declared output of the project's tasks (they are a
+        function of their producer's key); explicit inputs exclude the task's own outputs."""
+        definition = task.definition
+        if definition.inputs is None:
+            outputs = _spec(o for t in task.project.tasks.values() for o in t.outputs)
+        else:
+            outputs = output_spec(task)
+        own = list(definition.inputs) if definition.inputs is not None else None
+        upstream = [p[1:] for p in own or [] if p.startswith("^")]
+        own_patterns = [p for p in own or [] if not p.startswith("^")]
+        paths: list[Path] = []
+        project = task.project
+        files = self.lister.files(project)
+        if own is None:
+            selected = files
+        elif own_patterns:
+            try:
+                selected = list(_spec(own_patterns).match_files(files))
+            except ValueError as exc:
+                raise ConfigError(
+                    f"invalid inputs glob: {exc}",
+                    file=str(project.pyproject),
+                    key=f"tool.vx.tasks.{task.name}.inputs",
+                ) from None
+        else:
+            selected = []
+        paths.extend(project.path / name for name in selected if not outputs.match_file(name))
+        if upstream:
+            spec = _spec(upstream)
+            for dependency in self._transitive_projects(project):
+                dep_files = self.lister.files(dependency)
+                paths.extend(dependency.path / name for name in spec.match_files(dep_files))
+        return paths
+
+    def _transitive_projects(self, project: Project) -> list[Project]:
+        seen: dict[str, Project] = {}
+        stack = list(project.dependencies)
+        while stack:
+            name = stack.pop()
+            if name not in seen:
+                seen[name] = self.workspace.projects[name]
+                stack.extend(seen[name].dependencies)
+        return [seen[name] for name in sorted(seen)]
