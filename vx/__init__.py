@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from vx.graph import Task, TaskGraph
     from vx.workspace import Project, TaskDefinition, Workspace
 
+    from vx._log import warning
+
     hookimpl: HookimplMarker
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "Workspace",
     "__version__",
     "hookimpl",
+    "warning",
 ]
 
 _LAZY = {
@@ -64,6 +67,7 @@ _LAZY = {
     "UsageError": "vx.errors",
     "VxError": "vx.errors",
     "Workspace": "vx.workspace",
+    "warning": "vx._log",
 }
 
 

@@ -84,10 +84,8 @@ class TaskCache:
             return
         self._warned.add(layer.name)
         cause = str(exc) or type(exc).__name__
-        _log.warning(
-            f"cache layer '{layer.name}' failed to {action}: {cause}; treating it as a miss",
-            once=False,
-        )
+        consequence = "" if "disabled" in cause else f" (could not {action}; treated as a miss)"
+        _log.warning(f"{layer.name} cache: {cause}{consequence}", once=False)
 
     def reason(self, task: Task) -> list[str]:
         return explain(self.manifests.load(task.id), self.keys.manifests[task.id])
