@@ -13,14 +13,13 @@ from vx._version import __version__
 if TYPE_CHECKING:
     from pluggy import HookimplMarker
 
+    from vx._log import warning
     from vx.caching import Artifact, CacheLayer, CorruptArtifactError
     from vx.config import Config
     from vx.errors import ConfigError, PluginError, UsageError, VxError
     from vx.execution import CommandSpec, Executor, RunInfo, TaskResult, TaskStatus
     from vx.graph import Task, TaskGraph
     from vx.workspace import Project, TaskDefinition, Workspace
-
-    from vx._log import warning
 
     hookimpl: HookimplMarker
 

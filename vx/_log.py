@@ -47,7 +47,7 @@ def get_logger() -> Any:
             structlog.PrintLogger(_Stderr()),  # type: ignore[arg-type]
             processors=[structlog.processors.add_log_level, _render],
             wrapper_class=structlog.make_filtering_bound_logger(
-                levels.get(_VERBOSITY, logging.DEBUG)
+                levels.get(_VERBOSITY, logging.DEBUG if _VERBOSITY > 1 else logging.ERROR)
             ),
             cache_logger_on_first_use=False,
         )

@@ -141,6 +141,22 @@ def _preparse(args: list[str]) -> argparse.Namespace:
     return namespace
 
 
+def _optional_values_need_equals(parser: Parser, args: list[str]) -> list[str]:
+    """An option with an optional value takes it only after ``=`` (``--continue[=MODE]``):
+    ``vx run --continue test`` is ``--continue=always test``, not ``--continue=test``."""
+    bare = {
+        flag: kwargs["const"]
+        for _, flags, kwargs in parser._options
+        if kwargs.get("nargs") == "?" and isinstance(kwargs.get("const"), str)
+        for flag in flags
+        if flag.startswith("--")
+    }
+    if "--" in args:
+        end = args.index("--")
+        return [f"{a}={bare[a]}" if a in bare else a for a in args[:end]] + args[end:]
+    return [f"{a}={bare[a]}" if a in bare else a for a in args]
+
+
 def main(args: list[str]) -> int:
     debug = "--debug" in args
     try:
@@ -203,10 +219,10 @@ def _main(args: list[str]) -> int:
         root_file = str(root / "pyproject.toml")
         plugins = _string_list(table, "plugins", root_file)
         required = _string_list(table, "required_plugins", root_file)
-        if plugins:
-            if str(root) not in sys.path:
-                sys.path.append(str(root))
-            pm.import_plugins(plugins, "tool.vx.plugins")
+        # Workspace-local plugin modules (tool.vx.plugins, -p) import from the root.
+        if str(root) not in sys.path:
+            sys.path.append(str(root))
+        pm.import_plugins(plugins, "tool.vx.plugins")
         pm.check_required(required, root_file)
     pm.import_plugins((name for name in pre.plugins if not name.startswith("no:")), "-p")
     _check_pending(pm)
@@ -218,7 +234,7 @@ def _main(args: list[str]) -> int:
     pm.hooks.addoption(parser)
     argparser = parser.build()
     try:
-        option = argparser.parse_args(args)
+        option = argparser.parse_args(_optional_values_need_equals(parser, args))
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else 0
     if option.version:
@@ -263,16 +279,17 @@ def _check_pending(pm: Any) -> None:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         name = pm.get_name(exc.plugin) or repr(exc.plugin)
-        hooks = [h for h in dir(pm.hook) if h.startswith("vx_")]
+        # ``pm.hook`` also holds a caller for each unknown hook: only those with a spec are real.
+        callers = {h: getattr(pm.hook, h) for h in vars(pm.hook) if not h.startswith("_")}
+        hooks = sorted(h for h, caller in callers.items() if caller.has_spec())
         unknown = next(
             (
-                attr
-                for attr in dir(exc.plugin)
-                if attr.startswith("vx_")
-                and attr not in hooks
-                and callable(getattr(exc.plugin, attr))
+                h
+                for h, caller in callers.items()
+                if not caller.has_spec()
+                and any(impl.plugin is exc.plugin for impl in caller.get_hookimpls())
             ),
-            "",
+            "?",
         )
         raise PluginError(
             f"{pm.info_for(name)} implements unknown hook '{unknown}'{did_you_mean(unknown, hooks)}"

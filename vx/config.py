@@ -6,9 +6,11 @@ import argparse
 import os
 import re
 import tomllib
+import types
+import typing
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from vx.errors import ConfigError, UsageError, did_you_mean
 
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from vx.plugin_manager import HookRelay, VxPluginManager
     from vx.settings import CoreSettings
     from vx.workspace import Workspace
+    from vx.workspace_cache import WorkspaceCache
 
 __all__ = ["Config", "find_workspace_root", "format_validation_error", "read_toml"]
 
@@ -72,20 +75,22 @@ def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     """Field names of the model reached by following ``loc`` from ``model``."""
     from pydantic import BaseModel
 
+    def model_in(annotation: Any) -> Any:
+        # ``Model | None`` -> ``Model``; containers are left for the next ``loc`` part
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+            for arg in typing.get_args(annotation):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    return arg
+        return annotation
+
     current: Any = model
     for part in loc:
-        if isinstance(part, int):
-            continue
         fields = getattr(current, "model_fields", None)
-        if fields is not None and part in fields:
-            current = fields[part].annotation
-        else:
-            args = getattr(current, "__args__", ())
-            current = args[-1] if args else None
-        origin_args = getattr(current, "__args__", ())
-        for arg in origin_args:
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                current = arg
+        if fields is not None and isinstance(part, str) and part in fields:
+            current = model_in(fields[part].annotation)
+        else:  # a list index or a dict key: the item type
+            args = typing.get_args(current)
+            current = model_in(args[-1]) if args else None
     return list(getattr(current, "model_fields", {}))
 
 
@@ -119,7 +124,9 @@ def format_validation_error(
             message = "required key is missing"
         else:
             got = repr(error.get("input"))
-            message = f"{error['msg'].rstrip('.')}, got {got[:60]}"
+            message = error["msg"].rstrip(".").removeprefix("Value error, ")
+            if f"got {got}" not in message:
+                message += f", got {got[:60]}"
         where = f"{source}: {key}" if key else source
         if where in seen:
             lines[seen[where]] += f"; or {message[0].lower()}{message[1:]}"
@@ -171,8 +178,34 @@ class Config:
         return tool_vx(self.root_data) or {}
 
     @cached_property
+    def _workspace_cache(self) -> WorkspaceCache:
+        from vx.workspace_cache import WorkspaceCache
+
+        plugins = [
+            (name, f"{info.version}:{info.module}")
+            for name, info in self.pluginmanager.infos.items()
+        ]
+        return WorkspaceCache(self.require_root(), plugins)
+
+    @cached_property
+    def _cached(self) -> tuple[Workspace, Any] | None:
+        if getattr(self.option, "no_workspace_cache", False):
+            return None
+        return self._workspace_cache.load()
+
+    @cached_property
     def settings(self) -> CoreSettings:
-        """The validated root ``[tool.vx]`` table, including every plugin's section."""
+        """The validated root ``[tool.vx]`` table, including every plugin's section.
+
+        On warm runs this comes from the workspace cache as a read-only
+        :class:`~vx.workspace_cache.SettingsView` with the same attributes.
+        """
+        cached = self._cached
+        if cached is not None:
+            return cast("CoreSettings", cached[1])
+        return self._validate_settings()
+
+    def _validate_settings(self) -> CoreSettings:
         from pydantic import Field, ValidationError, create_model
         from pydantic_settings import SettingsError
 
@@ -199,8 +232,14 @@ class Config:
 
     @cached_property
     def workspace(self) -> Workspace:
+        cached = self._cached
+        if cached is not None:
+            return cached[0]
         root = self.require_root()
         workspace = self.hook.load_workspace(root, self)
         if workspace is None:
             raise ConfigError("no plugin could load the workspace", file=str(self.root_file))
+        from vx.workspace_cache import freeze_settings
+
+        self._workspace_cache.save(workspace, freeze_settings(self.settings))
         return workspace

@@ -49,8 +49,6 @@ class TaskResult:
     """Combined stdout and stderr, as captured."""
     cache: dict[str, Any] = field(default_factory=dict)
     """Cache details: at least ``{"status": "hit" | "miss" | "disabled"}``."""
-    error: str | None = None
-    """Why vx could not run the command (e.g. program not found), if so."""
 
 
 @dataclass(slots=True)

@@ -84,10 +84,11 @@ class TaskGraph:
                     path.pop()
                 elif color[child] == GREY:
                     cycle = [*path[path.index(child) :], child]
+                    first = self.tasks[cycle[0]]
                     raise CycleError(
                         "dependency cycle: " + " -> ".join(cycle),
-                        file=str(self.workspace.root / "pyproject.toml"),
-                        key="depends_on",
+                        file=str(first.project.pyproject),
+                        key=f"tool.vx.tasks.{first.name}.depends_on",
                     )
                 elif color[child] == WHITE:
                     color[child] = GREY

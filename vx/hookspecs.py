@@ -148,8 +148,9 @@ def vx_cache_layers(config: Config) -> list[CacheLayer] | None:
 def vx_task_priorities(graph: TaskGraph, config: Config) -> Mapping[str, float] | None:
     """Return ``{task_id: priority}``; higher runs first among ready tasks.
 
-    firstresult. Called once per run. Tasks missing from the mapping get 0.
-    The default priority is the number of transitive dependents.
+    firstresult. Called once per run. The default priority of every task is the
+    number of its transitive dependents; the mapping overrides it per task (tasks
+    missing from it keep the default). Ties keep topological order.
     """
 
 

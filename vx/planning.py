@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from typing import TYPE_CHECKING
 
 from vx.errors import ConfigError, UsageError
@@ -11,7 +13,26 @@ from vx.graph import TaskGraph, build_task_graph
 if TYPE_CHECKING:
     from vx.config import Config
 
-__all__ = ["plan", "resolve_concurrency"]
+__all__ = ["parse_concurrency", "plan", "resolve_concurrency"]
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def parse_concurrency(value: int | str) -> int:
+    """``4`` -> 4; ``"50%"`` -> half the CPUs (at least 1). Raises ValueError."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError(f"must be at least 1, got {value}")
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return parse_concurrency(int(text))
+        match = _PERCENT.match(text)
+        if match:
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            return max(1, int((cpus or os.cpu_count() or 1) * float(match.group(1)) / 100))
+    raise ValueError(f"expected a positive integer or a percentage like '50%', got {value!r}")
 
 
 def plan(config: Config, task_names: list[str]) -> TaskGraph:
@@ -35,8 +56,6 @@ def plan(config: Config, task_names: list[str]) -> TaskGraph:
 
 def resolve_concurrency(config: Config) -> int:
     """``-j`` beats ``[tool.vx] concurrency`` / ``VX_CONCURRENCY``; default: the CPU count."""
-    from vx.settings import parse_concurrency
-
     value = getattr(config.option, "concurrency", None)
     if value is not None:
         try:

@@ -63,12 +63,21 @@ class VxPluginManager(pluggy.PluginManager):
         self.disabled_observers: set[str] = set()
         self._trace = trace
         self.hooks = HookRelay(self)
+        # Historic: every plugin, registered now or later, may add hook specifications.
+        self.hook.vx_addhooks.call_historic(kwargs={"pluginmanager": self})
 
     # -- registration ------------------------------------------------------
 
     def register_plugin(self, plugin: object, info: PluginInfo) -> None:
         """Register ``plugin`` unless its name is blocked; record where it came from."""
         if self.is_blocked(info.name) or self.has_plugin(info.name):
+            return
+        if self.is_registered(plugin):
+            # Already loaded under another name, e.g. ``-p acme_vx.hooks`` for a plugin
+            # that its entry point ``acme`` loaded: pluggy would raise ValueError.
+            if self._trace:
+                already = self.get_name(plugin)
+                self._trace(f"plugin '{info.name}' is already registered as '{already}'")
             return
         try:
             self.register(plugin, name=info.name)
@@ -83,9 +92,8 @@ class VxPluginManager(pluggy.PluginManager):
         for name in names:
             if name in ESSENTIAL_PLUGINS:
                 raise UsageError(
-                    f"-p no:{name}: plugin '{name}' is built into vx and every run needs it; "
-                    "it cannot be blocked (a plugin can replace it by implementing the same "
-                    "firstresult hook with tryfirst=True)"
+                    f"-p no:{name}: plugin '{name}' is built into vx and every run needs it, "
+                    "so it cannot be blocked"
                 )
             self.set_blocked(name)
 
@@ -128,10 +136,18 @@ class VxPluginManager(pluggy.PluginManager):
             try:
                 module = importlib.import_module(module_name)
             except ImportError as exc:
-                hint = (
-                    f"'{module_name}' is not importable from {sys.executable}; install the "
-                    "distribution that provides it, or fix the module name"
-                )
+                missing = getattr(exc, "name", None)
+                if missing and missing != module_name and not module_name.startswith(f"{missing}."):
+                    # The plugin module exists; one of its own imports is missing.
+                    hint = (
+                        f"the plugin needs '{missing}', which is not importable from "
+                        f"{sys.executable}; install it"
+                    )
+                else:
+                    hint = (
+                        f"'{module_name}' is not importable from {sys.executable}; install the "
+                        "distribution that provides it, or fix the module name"
+                    )
                 raise PluginError(
                     f"plugin '{module_name}' (from {source}) failed to import: {exc}; {hint}"
                 ) from exc
@@ -156,6 +172,9 @@ class VxPluginManager(pluggy.PluginManager):
 
     def check_required(self, requirements: Iterable[str], file: str) -> None:
         """Fail early, naming the fix, when a ``required_plugins`` entry is not installed."""
+        requirements = list(requirements)
+        if not requirements:
+            return
         from importlib.metadata import PackageNotFoundError, version
 
         from packaging.requirements import InvalidRequirement, Requirement

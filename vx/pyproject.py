@@ -44,13 +44,48 @@ def vx_load_workspace(root: Path, config: Config) -> Workspace:
     projects: dict[str, Project] = {}
     for name, (directory, data) in by_name.items():
         projects[name] = _project(root, directory, data, name, by_name, settings)
+    watch_dirs = _watch_dirs(root, settings.members)
+    config_files = (root_file, *(d / "pyproject.toml" for d, _ in loaded if d != root))
     return Workspace(
         root=root,
         projects=projects,
         global_inputs=tuple(settings.global_inputs),
         global_env=tuple(settings.global_env),
-        config_files=(root_file, *(d / "pyproject.toml" for d, _ in loaded if d != root)),
+        # A ``**`` members glob cannot be watched cheaply: such workspaces are not cached.
+        config_files=config_files if watch_dirs is not None else (),
+        watch_dirs=watch_dirs or (),
     )
+
+
+def _listed_dirs(root: Path, glob: str) -> set[Path] | None:
+    """Directories whose listing decides what ``glob`` matches (None for ``**`` globs)."""
+    current = {root}
+    listed: set[Path] = set()
+    for part in glob.strip("/").split("/"):
+        if "**" in part:
+            return None
+        following: set[Path] = set()
+        for directory in current:
+            if not directory.is_dir():
+                continue
+            listed.add(directory)
+            if any(char in part for char in "*?["):
+                following.update(p for p in directory.glob(part) if p.is_dir())
+            else:
+                following.add(directory / part)
+        current = following
+    # Adding a pyproject.toml to a matched directory changes that directory's mtime.
+    return listed | {directory for directory in current if directory.is_dir()}
+
+
+def _watch_dirs(root: Path, members: list[str]) -> tuple[Path, ...] | None:
+    watched: set[Path] = set()
+    for pattern in members:
+        listed = _listed_dirs(root, pattern.removeprefix("!"))
+        if listed is None:
+            return None
+        watched |= listed
+    return tuple(sorted(watched))
 
 
 def _member_dirs(root: Path, members: list[str], root_file: Path) -> list[Path]:

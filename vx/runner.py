@@ -111,12 +111,10 @@ class Runner:
     def _exit_code(self) -> int:
         if self.run_info.interrupted:
             return EXIT_INTERRUPTED
-        bad = [
-            r.exit_code
-            for r in self.run_info.results.values()
-            if r.status in (TaskStatus.FAILED, TaskStatus.CANCELLED)
+        failed = [
+            r.exit_code for r in self.run_info.results.values() if r.status == TaskStatus.FAILED
         ]
-        return max(max(bad), 1) if bad else 0
+        return max(max(failed), 1) if failed else 0
 
     async def _schedule(self) -> None:
         order = {task.id: index for index, task in enumerate(self.graph)}

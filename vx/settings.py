@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -15,26 +14,20 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-__all__ = ["CoreSettings", "ProjectSettings", "TaskSettings", "parse_concurrency"]
+from vx.planning import parse_concurrency
 
-_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+__all__ = ["CoreSettings", "ProjectSettings", "TaskSettings"]
 
 
-def parse_concurrency(value: int | str) -> int:
-    """``4`` -> 4; ``"50%"`` -> half the CPUs (at least 1). Raises ValueError."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            raise ValueError(f"must be at least 1, got {value}")
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        if text.isdigit():
-            return parse_concurrency(int(text))
-        match = _PERCENT.match(text)
-        if match:
-            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-            return max(1, int((cpus or os.cpu_count() or 1) * float(match.group(1)) / 100))
-    raise ValueError(f"expected a positive integer or a percentage like '50%', got {value!r}")
+def _dependency_syntax(item: str) -> str:
+    name = item.removeprefix("^").rpartition("#")[2]
+    if not name or item.count("#") > 1 or (item.startswith("^") and "#" in item):
+        raise ValueError(f"invalid dependency {item!r}: expected 'task', '^task' or 'project#task'")
+    return item
+
+
+#: One ``depends_on`` entry; validated per item so errors name its index.
+Dependency = Annotated[str, AfterValidator(_dependency_syntax)]
 
 
 class TaskSettings(BaseModel):
@@ -43,7 +36,7 @@ class TaskSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     cmd: str | list[str] | None = None
-    depends_on: list[str] = Field(default_factory=list)
+    depends_on: list[Dependency] = Field(default_factory=list)
     inputs: list[str] | None = None
     outputs: list[str] = Field(default_factory=list)
     env: list[str] = Field(default_factory=list)
@@ -56,17 +49,6 @@ class TaskSettings(BaseModel):
     def _nonempty_cmd(cls, value: str | list[str] | None) -> str | list[str] | None:
         if value is not None and not (value.strip() if isinstance(value, str) else value):
             raise ValueError("must not be empty (omit `cmd` for a task that only groups others)")
-        return value
-
-    @field_validator("depends_on")
-    @classmethod
-    def _dependency_syntax(cls, value: list[str]) -> list[str]:
-        for item in value:
-            name = item.removeprefix("^").rpartition("#")[2]
-            if not name or item.count("#") > 1 or (item.startswith("^") and "#" in item):
-                raise ValueError(
-                    f"invalid dependency {item!r}: expected 'task', '^task' or 'project#task'"
-                )
         return value
 
     @field_validator("cwd")
@@ -116,7 +98,6 @@ class _ListFriendlyEnv(EnvSettingsSource):
     ) -> Any:
         if (
             isinstance(value, str)
-            and value_is_complex
             and not value.lstrip().startswith(("[", "{"))
             and getattr(field.annotation, "__origin__", None) is list
         ):

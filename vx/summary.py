@@ -52,7 +52,6 @@ def summary_document(run: RunInfo) -> dict[str, Any]:
                 "hash": result.task.hash,
                 "command": result.task.command,
                 "dependencies": list(result.task.dependencies),
-                **({"error": result.error} if result.error else {}),
             }
         )
     return {

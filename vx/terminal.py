@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 import vx
 from vx.execution import TaskStatus
@@ -55,6 +56,38 @@ def vx_configure(config: Config) -> None:
         config.pluginmanager.register(TerminalReporter(config), "terminalreporter")
 
 
+class _Output:
+    """Writes to ``sys.stdout`` as it is now; a closed pipe (``vx run | head``) ends the
+    output quietly instead of failing the reporter."""
+
+    def __init__(self) -> None:
+        self.broken = False
+
+    def write(self, text: str) -> None:
+        if not self.broken:
+            try:
+                sys.stdout.write(text)
+            except BrokenPipeError:
+                self._broken()
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                self._broken()
+
+    def _broken(self) -> None:
+        self.broken = True
+        # Python would report the broken pipe again when flushing stdout at exit.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+
+
+_OUTPUT = _Output()
+
+
 class TerminalReporter:
     """Writes to ``sys.stdout`` as it is when each event arrives."""
 
@@ -74,8 +107,8 @@ class TerminalReporter:
         self._replaying: set[str] = set()
 
     @property
-    def out(self) -> TextIO:
-        return sys.stdout
+    def out(self) -> _Output:
+        return _OUTPUT
 
     def _use_color(self) -> bool:
         if os.environ.get("NO_COLOR"):

@@ -60,7 +60,10 @@ class Workspace:
     global_inputs: tuple[str, ...] = ()
     global_env: tuple[str, ...] = ()
     config_files: tuple[Path, ...] = ()
-    """Every file the workspace was read from (used to cache the validated workspace)."""
+    """Every file the workspace was read from (the validated workspace is cached until one
+    of them changes); empty means "do not cache"."""
+    watch_dirs: tuple[Path, ...] = ()
+    """Directories whose listing decided the members (a new project invalidates the cache)."""
 
     def project_for_path(self, path: Path) -> Project | None:
         """Return the innermost project containing ``path``, if any."""

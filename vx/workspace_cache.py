@@ -1,0 +1,124 @@
+"""The validated workspace and settings, cached between runs (like Nx's project graph cache).
+
+A warm ``vx run`` loads one pickle instead of parsing every pyproject.toml and importing
+pydantic. The entry is valid while vx's version, the loaded plugins, the ``VX_*``
+environment, and the stat of every config file and of every directory the member globs
+list are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from vx._version import __version__
+from vx.workspace import Workspace
+
+__all__ = ["SettingsView", "WorkspaceCache", "freeze_settings"]
+
+_FORMAT = 1
+#: Set by vx for tasks; they do not change the configuration.
+_IGNORED_ENV = frozenset({"VX_TASK_ID", "VX_PROJECT_DIR", "VX_WORKSPACE_ROOT"})
+
+
+class SettingsView:
+    """Validated settings as plain attributes (what ``config.settings`` / ``config.section``
+    return when they come from the cache); ``model_dump()`` gives the dict."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+    def model_dump(self) -> dict[str, Any]:
+        return {key: _thaw(value) for key, value in self.__dict__.items()}
+
+    def __repr__(self) -> str:
+        return f"SettingsView({self.model_dump()!r})"
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, SettingsView):
+        return value.model_dump()
+    if isinstance(value, dict):
+        return {key: _thaw(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_thaw(item) for item in value]
+    return value
+
+
+def freeze_settings(value: Any) -> Any:
+    """A validated pydantic model (recursively) as :class:`SettingsView` objects."""
+    fields = getattr(type(value), "model_fields", None)
+    if fields is not None:
+        return SettingsView({name: freeze_settings(getattr(value, name)) for name in fields})
+    if isinstance(value, dict):
+        return {key: freeze_settings(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [freeze_settings(item) for item in value]
+    return value
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class WorkspaceCache:
+    """``.vx/workspace.pickle`` for one invocation's plugins and environment."""
+
+    def __init__(self, root: Path, plugins: Iterable[tuple[str, str]]) -> None:
+        self.path = root / ".vx" / "workspace.pickle"
+        env = sorted(
+            (k, v) for k, v in os.environ.items() if k.startswith("VX_") and k not in _IGNORED_ENV
+        )
+        digest = hashlib.blake2b(repr((sorted(plugins), env)).encode(), digest_size=16)
+        self.signature = (_FORMAT, __version__, sys.version_info[:2], digest.hexdigest())
+
+    def load(self) -> tuple[Workspace, Any] | None:
+        """The cached ``(workspace, settings view)`` if still valid."""
+        try:
+            with open(self.path, "rb") as handle:
+                entry = pickle.load(handle)
+        except (
+            OSError,
+            pickle.UnpicklingError,
+            EOFError,
+            AttributeError,
+            ImportError,
+            TypeError,
+            ValueError,
+        ):
+            return None
+        if not isinstance(entry, dict) or entry.get("signature") != self.signature:
+            return None
+        for path, recorded in entry["stats"]:
+            if _stat(path) != recorded:
+                return None
+        return entry["workspace"], entry["settings"]
+
+    def save(self, workspace: Workspace, settings: Any) -> None:
+        """Best effort; a workspace whose loader cannot list what it read is not cached."""
+        if not workspace.config_files:
+            return
+        watched = [*workspace.config_files, *workspace.watch_dirs]
+        entry = {
+            "signature": self.signature,
+            "stats": [(path, _stat(path)) for path in watched],
+            "workspace": workspace,
+            "settings": settings,
+        }
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            with open(temporary, "wb") as handle:
+                pickle.dump(entry, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(temporary, self.path)
+        except (OSError, pickle.PicklingError, TypeError, AttributeError):
+            return
