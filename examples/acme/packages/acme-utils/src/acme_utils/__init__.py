@@ -1,0 +1,5 @@
+"""Formatting helpers."""
+
+from acme_utils.text import format_money, slugify
+
+__all__ = ["format_money", "slugify"]
