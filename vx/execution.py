@@ -10,7 +10,15 @@ from typing import Any, Protocol, runtime_checkable
 
 from vx.graph import Task
 
-__all__ = ["CommandSpec", "Executor", "OutputCallback", "RunInfo", "TaskResult", "TaskStatus"]
+__all__ = [
+    "CommandSpec",
+    "ContinueMode",
+    "Executor",
+    "OutputCallback",
+    "RunInfo",
+    "TaskResult",
+    "TaskStatus",
+]
 
 OutputCallback = Callable[[bytes], None]
 
@@ -23,6 +31,14 @@ class CommandSpec:
     """Program and arguments; a string ``cmd`` becomes ``["/bin/sh", "-c", cmd]``."""
     cwd: Path
     env: dict[str, str]
+
+
+class ContinueMode(StrEnum):
+    """What ``vx run`` does after a task fails (``--continue``)."""
+
+    NEVER = "never"
+    DEPENDENCIES_SUCCESSFUL = "dependencies-successful"
+    ALWAYS = "always"
 
 
 class TaskStatus(StrEnum):

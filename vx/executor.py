@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -12,6 +11,8 @@ from typing import TYPE_CHECKING
 import vx
 
 if TYPE_CHECKING:
+    import asyncio
+
     from vx.config import Config
     from vx.execution import CommandSpec, OutputCallback
     from vx.graph import Task
@@ -27,6 +28,8 @@ class LocalExecutor:
         self.grace_period = grace_period
 
     async def execute(self, task: Task, spec: CommandSpec, on_output: OutputCallback) -> int:
+        import asyncio
+
         try:
             process = await asyncio.create_subprocess_exec(
                 *spec.argv,
@@ -59,6 +62,8 @@ class LocalExecutor:
 
     async def _terminate(self, process: asyncio.subprocess.Process) -> None:
         """SIGTERM the whole process group, SIGKILL it after the grace period."""
+        import asyncio
+
         _signal_group(process.pid, signal.SIGTERM)
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(process.wait()), self.grace_period)

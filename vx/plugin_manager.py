@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from vx.caching import CacheLayer
     from vx.cli import CommandRegistry, Parser
     from vx.config import Config
+    from vx.entrypoints import EntryPoint
     from vx.execution import CommandSpec, Executor, RunInfo, TaskResult
     from vx.graph import Task, TaskGraph
     from vx.workspace import Workspace
@@ -99,25 +100,22 @@ class VxPluginManager(pluggy.PluginManager):
 
     def load_entrypoints(self, autoload: bool) -> None:
         """Built-ins (entry points of vx-build) always; other distributions' unless disabled."""
-        from importlib.metadata import entry_points
+        from vx.entrypoints import vx_entry_points
 
-        builtin: list[Any] = []
-        third_party: list[Any] = []
-        for ep in entry_points(group="vx"):
-            dist = ep.dist.name if ep.dist else None
-            (builtin if dist == BUILTIN_DISTRIBUTION else third_party).append(ep)
+        builtin: list[EntryPoint] = []
+        third_party: list[EntryPoint] = []
+        for ep in vx_entry_points("vx"):
+            (builtin if ep.distribution == BUILTIN_DISTRIBUTION else third_party).append(ep)
         for ep in builtin:
             self._load_entrypoint(ep, "builtin")
         if autoload:
             for ep in sorted(third_party, key=lambda e: e.name):
                 self._load_entrypoint(ep, "entrypoint")
 
-    def _load_entrypoint(self, ep: Any, source: str) -> None:
+    def _load_entrypoint(self, ep: EntryPoint, source: str) -> None:
         if self.is_blocked(ep.name) or self.has_plugin(ep.name):
             return
-        dist = ep.dist.name if ep.dist else None
-        version = ep.dist.version if ep.dist else None
-        info = PluginInfo(ep.name, ep.value, source, dist, version)
+        info = PluginInfo(ep.name, ep.value, source, ep.distribution, ep.version)
         try:
             plugin = ep.load()
         except Exception as exc:

@@ -10,12 +10,18 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from vx.environment import task_environment
 from vx.errors import EXIT_INTERRUPTED
-from vx.execution import CommandSpec, OutputCallback, RunInfo, TaskResult, TaskStatus
+from vx.execution import (
+    CommandSpec,
+    ContinueMode,
+    OutputCallback,
+    RunInfo,
+    TaskResult,
+    TaskStatus,
+)
 
 if TYPE_CHECKING:
     from vx.config import Config
@@ -23,12 +29,6 @@ if TYPE_CHECKING:
     from vx.graph import Task, TaskGraph
 
 __all__ = ["ContinueMode", "RunCache", "Runner", "new_run_id"]
-
-
-class ContinueMode(StrEnum):
-    NEVER = "never"
-    DEPENDENCIES_SUCCESSFUL = "dependencies-successful"
-    ALWAYS = "always"
 
 
 class RunCache(Protocol):

@@ -8,9 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import vx
-from vx.cache import create_cache
-from vx.planning import plan, resolve_concurrency
-from vx.runner import ContinueMode, Runner
+from vx.execution import ContinueMode
 
 if TYPE_CHECKING:
     from vx.cache import TaskCache
@@ -106,6 +104,10 @@ def add_selection_options(parser: Parser, command: str) -> None:
 
 
 def run_command(config: Config) -> int:
+    from vx.cache import create_cache
+    from vx.planning import plan, resolve_concurrency
+    from vx.runner import Runner
+
     graph = plan(config, list(config.option.tasks))
     if not len(graph):
         sys.stderr.write("vx: no tasks to run (the filters selected no project)\n")
@@ -137,6 +139,8 @@ def describe_command(task: Task) -> str | None:
 
 def dry_run_document(config: Config, graph: TaskGraph, cache: TaskCache) -> dict[str, Any]:
     """The ``--dry=json`` document."""
+    from vx.planning import resolve_concurrency
+
     tasks = []
     for task in graph:
         entry: dict[str, Any] = {

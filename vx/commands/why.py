@@ -7,9 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 import vx
-from vx.cache import create_cache
 from vx.errors import UsageError
-from vx.planning import plan
 from vx.workspace import normalize_name
 
 if TYPE_CHECKING:
@@ -31,6 +29,9 @@ def vx_addoption(parser: Parser) -> None:
 
 
 def why(config: Config) -> int:
+    from vx.cache import create_cache
+    from vx.planning import plan
+
     spec: str = config.option.task
     project, sep, name = spec.partition("#")
     if not sep or not project or not name:
