@@ -8,6 +8,7 @@ import hmac
 import threading
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from vx import Artifact
 
@@ -30,8 +31,22 @@ def artifact_tag(key: bytes, hash: str, team: str, body: bytes) -> str:
     return base64.b64encode(mac.digest()).decode()
 
 
+def redact(url: str) -> str:
+    """``url`` without user info (``https://user:secret@host`` -> ``https://host``)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    except ValueError:
+        return "<invalid URL>"
+
+
 class RemoteCache:
-    """``CacheLayer`` named ``remote``. Never raises anything but :class:`RemoteCacheError`."""
+    """``CacheLayer`` named ``remote``. Never raises anything but :class:`RemoteCacheError`.
+
+    After a 401/403, or once the server proved unreachable or failing (connection errors,
+    timeouts, truncated responses or 5xx after the retries), every later call fails at once
+    without a request: a dead server costs one timeout per run, not one per task."""
 
     name = "remote"
 
@@ -48,6 +63,7 @@ class RemoteCache:
         signature_key: bytes | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self._shown_url = redact(self.url)
         self.team = team
         self.readable = read
         self.writable = write
@@ -60,7 +76,7 @@ class RemoteCache:
         self.disabled: str | None = None
 
     def __repr__(self) -> str:  # never show the token
-        return f"RemoteCache(url={self.url!r}, team={self.team!r})"
+        return f"RemoteCache(url={self._shown_url!r}, team={self.team!r})"
 
     @property
     def _params(self) -> dict[str, str]:
@@ -96,7 +112,7 @@ class RemoteCache:
             raise RemoteCacheError(self.disabled)
         import httpx
 
-        where = f"{method} {self.url}{self._path(key)[:30]}…"
+        where = f"{method} {self._shown_url}{self._path(key)[:30]}…"
         last: Exception | None = None
         for attempt in range(attempts):
             if attempt:
@@ -106,7 +122,7 @@ class RemoteCache:
                     method, self._path(key), params=self._params, timeout=timeout, **kwargs
                 ) as response:
                     status = response.status_code
-                    if status >= 500 and attempt + 1 < attempts:
+                    if status >= 500:
                         last = RemoteCacheError(f"{where}: HTTP {status}")
                         continue
                     body = b""
@@ -114,11 +130,16 @@ class RemoteCache:
                         body = self._read_bounded(response)
                     return status, dict(response.headers), body
             except httpx.TimeoutException:
-                raise RemoteCacheError(f"{where}: timed out after {timeout:g}s") from None
+                raise self._unavailable(f"{where}: timed out after {timeout:g}s") from None
             except httpx.TransportError as exc:
                 last = RemoteCacheError(f"{where}: {_describe(exc)}")
         assert last is not None
-        raise last
+        raise self._unavailable(str(last))
+
+    def _unavailable(self, problem: str) -> RemoteCacheError:
+        """The server is unreachable or failing: skip it for the rest of the run."""
+        self.disabled = f"{problem}; remote cache disabled for this run"
+        return RemoteCacheError(self.disabled)
 
     @staticmethod
     def _read_bounded(response: httpx.Response) -> bytes:
@@ -144,7 +165,9 @@ class RemoteCache:
             raise RemoteCacheError(
                 f"{method} {key[:16]}: the server refused the artifact as too large (HTTP 413)"
             )
-        raise RemoteCacheError(f"{method} {key[:16]}: unexpected HTTP {status} from {self.url}")
+        raise RemoteCacheError(
+            f"{method} {key[:16]}: unexpected HTTP {status} from {self._shown_url}"
+        )
 
     # -- CacheLayer ------------------------------------------------------------
 

@@ -33,10 +33,12 @@ def vx_cache_layers(config: Config) -> list[CacheLayer]:
     url = _first(env.get("VX_REMOTE_CACHE_URL"), settings.url, env.get("TURBO_API"))
     if not url:
         return []
-    from vx_remote.client import RemoteCache
+    from vx_remote.client import RemoteCache, redact
 
     if not url.startswith(("http://", "https://")):
-        vx.warning(f"remote cache disabled: URL {url!r} must start with http:// or https://")
+        vx.warning(
+            f"remote cache disabled: URL {redact(url)!r} must start with http:// or https://"
+        )
         return []
     team = _first(env.get("VX_REMOTE_CACHE_TEAM"), settings.team, env.get("TURBO_TEAM"))
     if not team:
