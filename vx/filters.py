@@ -135,7 +135,9 @@ def _changed_projects(workspace: Workspace, revisions: str, text: str) -> set[st
     else:
         _git(root, "rev-parse", "--verify", "--quiet", f"{revisions}^{{commit}}", context=context)
         changed = _git(root, "diff", "--name-only", "-z", revisions, "--", context=context)
-        changed += _git(root, "ls-files", "--others", "--exclude-standard", "-z", context=context)
+        changed += _git(
+            root, "ls-files", "--others", "--exclude-standard", "--full-name", "-z", context=context
+        )
     paths = [toplevel / name for name in changed.split("\0") if name]
     globals_ = [root / pattern for pattern in workspace.global_inputs]
     projects: set[str] = set()
