@@ -12,8 +12,10 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.stdout.write(f"vx {__version__}\n")
         return 0
-    from vx.cli import main as cli_main
-
+    try:
+        from vx.cli import main as cli_main
+    except KeyboardInterrupt:
+        return 130
     return cli_main(args)
 
 

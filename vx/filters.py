@@ -125,15 +125,28 @@ def _git(root: Path, *args: str, context: str) -> str:
     return completed.stdout
 
 
+def _check_revision(root: Path, revision: str, context: str) -> None:
+    try:
+        _git(root, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}", context=context)
+    except UsageError:
+        hint = (
+            "; with --affected, pass --base REV (e.g. --base main) or fetch origin"
+            if revision == "origin/main"
+            else ""
+        )
+        raise UsageError(f"{context}: unknown git revision '{revision}'{hint}") from None
+
+
 def _changed_projects(workspace: Workspace, revisions: str, text: str) -> set[str]:
     """Projects with files changed in ``A...B``, or since ``REV`` (including uncommitted work)."""
     context = f"--filter {text!r}"
     root = workspace.root
     toplevel = Path(_git(root, "rev-parse", "--show-toplevel", context=context).strip()).resolve()
+    for revision in filter(None, revisions.split("...")):
+        _check_revision(root, revision, context)
     if "..." in revisions:
         changed = _git(root, "diff", "--name-only", "-z", revisions, "--", context=context)
     else:
-        _git(root, "rev-parse", "--verify", "--quiet", f"{revisions}^{{commit}}", context=context)
         changed = _git(root, "diff", "--name-only", "-z", revisions, "--", context=context)
         changed += _git(
             root, "ls-files", "--others", "--exclude-standard", "--full-name", "-z", context=context
