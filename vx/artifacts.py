@@ -34,8 +34,10 @@ META_NAME = ".vx-artifact/meta.json"
 LOG_NAME = ".vx-artifact/log"
 #: Largest accepted metadata member.
 _META_LIMIT = 64 << 20
-#: Largest accepted ratio between expanded and compressed size (zip-bomb guard).
-_MAX_RATIO = 5000
+#: Largest accepted ratio between expanded and compressed size (zip-bomb guard): zstd's own
+#: ceiling (a <=128 KB block takes at least 4 bytes), so no genuine archive is refused,
+#: e.g. a file of zeros (~32000:1). What is actually read is bounded by ``expanded_size``.
+_MAX_RATIO = 1 << 15
 _SLACK = 1 << 20
 
 
@@ -237,40 +239,73 @@ def outputs_current(task: Task, root: Path, meta: dict[str, Any]) -> bool:
 
 def unpack(data: bytes, task: Task, root: Path, staging_parent: Path) -> Restored:
     """Validate the archive and restore the task's outputs; returns the metadata and log."""
+    import zstandard
+
+    staging_parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="restore-", dir=staging_parent))
+    try:
+        return _unpack(data, task, root, staging)
+    except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
+        # tarfile's own "data" filter, a stream error while reading a member, a failed rename.
+        raise ArtifactError(f"corrupt or hostile archive: {type(exc).__name__}: {exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unpack(data: bytes, task: Task, root: Path, staging: Path) -> Restored:
     spec = output_spec(task)
     project = task.project.path
     project_rel = "" if project == root else project.relative_to(root).as_posix() + "/"
     meta: dict[str, Any] | None = None
     log = b""
-    staging_parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="restore-", dir=staging_parent))
     staged: list[tuple[str, tarfile.TarInfo]] = []
-    try:
-        for bounded, tar, member in _members(data):
-            if meta is None:
-                meta = _parse_meta(tar, member, len(data))
-                members = len(meta.get("outputs", {})) + 2
-                bounded.limit = member.size + meta["expanded_size"] + members * 8192 + _SLACK
-                if outputs_current(task, root, meta):
-                    log = _read_log(tar)
-                    return Restored(meta, log, extracted=False)
-                continue
-            if member.name == LOG_NAME and member.isfile():
-                handle = tar.extractfile(member)
-                assert handle is not None
-                log = handle.read()
-                continue
-            name = _check_member(member, project_rel, spec, meta)
-            if member.isdir():
-                continue
-            tar.extract(member, staging, set_attrs=True, filter="data")
-            staged.append((name, member))
+    for bounded, tar, member in _members(data):
         if meta is None:
-            raise ArtifactError("empty archive")
-        _install(task, root, staging, staged, meta["outputs"])
-        return Restored(meta, log, extracted=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            meta = _parse_meta(tar, member, len(data))
+            members = len(meta.get("outputs", {})) + 2
+            bounded.limit = member.size + meta["expanded_size"] + members * 8192 + _SLACK
+            if outputs_current(task, root, meta):
+                log = _read_log(tar)
+                return Restored(meta, log, extracted=False)
+            continue
+        if member.name == LOG_NAME and member.isfile():
+            handle = tar.extractfile(member)
+            assert handle is not None
+            log = handle.read()
+            continue
+        name = _check_member(member, project_rel, spec, meta)
+        if member.isdir():
+            continue
+        tar.extract(member, staging, set_attrs=True, filter="data")
+        staged.append((name, member))
+    if meta is None:
+        raise ArtifactError("empty archive")
+    _check_staged_links(staging, staged, project_rel, spec)
+    _install(task, root, staging, staged, meta["outputs"])
+    return Restored(meta, log, extracted=True)
+
+
+def _check_staged_links(
+    staging: Path, staged: list[tuple[str, tarfile.TarInfo]], project_rel: str, spec: Any
+) -> None:
+    """Each symlink checked alone stays inside the outputs, but a chain can still escape
+    (``a/s -> .`` then ``x -> a/s/s/../../..``): resolve every one among all the staged
+    members, as it will resolve once installed."""
+    base = os.path.realpath(staging)
+    for name, member in staged:
+        if not member.issym():
+            continue
+        resolved = os.path.relpath(os.path.realpath(staging / name), base).replace(os.sep, "/")
+        inside = resolved != ".." and not resolved.startswith(("../", "/"))
+        if (
+            not inside
+            or not resolved.startswith(project_rel)
+            or not spec.match_file(resolved[len(project_rel) :])
+        ):
+            raise ArtifactError(
+                f"refusing link {name!r} -> {member.linkname!r}: through other links it "
+                "escapes the task's outputs"
+            )
 
 
 def _read_log(tar: tarfile.TarFile) -> bytes:
@@ -307,9 +342,9 @@ def _check_member(
         raise ArtifactError(f"refusing {name!r}: not one of the task's declared outputs")
     if member.issym() or member.islnk():
         target = member.linkname
+        if target.startswith("/") or "\\" in target:
+            raise ArtifactError(f"refusing link {name!r} -> {target!r}: absolute target")
         if member.issym():
-            if target.startswith("/"):
-                raise ArtifactError(f"refusing symlink {name!r} -> {target!r}: absolute target")
             resolved = posixpath.normpath(posixpath.join(posixpath.dirname(normalized), target))
         else:
             resolved = posixpath.normpath(target)
@@ -342,7 +377,11 @@ def _install(
         if destination.is_dir() and not destination.is_symlink():
             shutil.rmtree(destination)
         os.replace(source, destination)
-        recorded = outputs[name].get("mtime_ns")
-        if member.isfile() and isinstance(recorded, int):
-            # Exact mtimes let the next restore see the outputs as current from stat alone.
-            os.utime(destination, ns=(recorded, recorded))
+        if member.isfile():
+            # tarfile's "data" filter drops group/other write bits and adds owner rw: put the
+            # recorded permission bits back (never setuid, setgid or sticky).
+            os.chmod(destination, member.mode & 0o777)
+            recorded = outputs[name].get("mtime_ns")
+            if isinstance(recorded, int):
+                # Exact mtimes let the next restore see the outputs as current from stat alone.
+                os.utime(destination, ns=(recorded, recorded))

@@ -29,7 +29,14 @@ if TYPE_CHECKING:
     from vx.graph import Task, TaskGraph
     from vx.workspace import Project, Workspace
 
-__all__ = ["CACHE_FORMAT", "DEFAULT_IGNORES", "FileHasher", "KeyBuilder", "digest_text"]
+__all__ = [
+    "CACHEDIR_TAG_SIGNATURE",
+    "CACHE_FORMAT",
+    "DEFAULT_IGNORES",
+    "FileHasher",
+    "KeyBuilder",
+    "digest_text",
+]
 
 #: Bump when the manifest layout or artifact format changes: every key changes with it.
 CACHE_FORMAT = 1
@@ -61,11 +68,12 @@ def digest_text(text: str | bytes) -> str:
 
 
 class FileHasher:
-    """Content digests with a persistent stat cache (path -> size, mtime, inode -> digest)."""
+    """Content digests with a persistent stat cache (path -> size, mtime, inode, ctime ->
+    digest). ctime catches an edit whose size and mtime were put back (``touch -d``)."""
 
     def __init__(self, cache_file: Path | None) -> None:
         self.cache_file = cache_file
-        self._cache: dict[str, tuple[int, int, int, str]] = {}
+        self._cache: dict[str, tuple[int, int, int, int, str]] = {}
         self._dirty = False
         self._started = time.time()
         if cache_file is not None:
@@ -87,8 +95,8 @@ class FileHasher:
                 result[path] = None
                 continue
             cached = self._cache.get(str(path))
-            if cached and cached[:3] == (st.st_size, st.st_mtime_ns, st.st_ino):
-                result[path] = cached[3]
+            if cached and cached[:4] == (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns):
+                result[path] = cached[4]
             else:
                 todo.append((path, st))
         if len(todo) > 8:
@@ -110,8 +118,9 @@ class FileHasher:
                 while chunk := handle.read(1 << 20):
                     hasher.update(chunk)
             digest = hasher.hexdigest()
-        if st.st_mtime_ns / 1e9 < self._started - _RACY_SECONDS:
-            self._cache[str(path)] = (st.st_size, st.st_mtime_ns, st.st_ino, digest)
+        if max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 < self._started - _RACY_SECONDS:
+            entry = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, digest)
+            self._cache[str(path)] = entry
             self._dirty = True
         return digest
 
@@ -169,7 +178,9 @@ class FileLister:
 
             defaults = pathspec.GitIgnoreSpec.from_lines(DEFAULT_IGNORES)
             ignores = list(self._root_ignores)
-            for parent in reversed(project.path.relative_to(self.workspace.root).parents):
+            relative = project.path.relative_to(self.workspace.root)
+            # The .gitignore files between the root and the project, and the project's own.
+            for parent in [*reversed(relative.parents), relative]:
                 directory = self.workspace.root / parent
                 if directory != self.workspace.root:
                     spec = _gitignore(directory)
@@ -204,11 +215,24 @@ class FileLister:
             if defaults.match_file(relative) or _ignored(path, is_dir, ignores):
                 continue
             if is_dir:
-                if path in self._project_dirs:
+                if path in self._project_dirs or _is_cache_dir(path):
                     continue
                 self._walk(base, path, defaults, ignores, out)
             else:
                 out.append(relative)
+
+
+#: First bytes of a ``CACHEDIR.TAG`` file (https://bford.info/cachedir/); the local cache
+#: writes one, so a cache directory inside a project is never one of its inputs.
+CACHEDIR_TAG_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
+
+
+def _is_cache_dir(directory: Path) -> bool:
+    try:
+        with open(directory / "CACHEDIR.TAG", "rb") as handle:
+            return handle.read(len(CACHEDIR_TAG_SIGNATURE)) == CACHEDIR_TAG_SIGNATURE
+    except OSError:
+        return False
 
 
 def _gitignore(directory: Path) -> GitIgnoreSpec | None:

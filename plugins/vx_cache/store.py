@@ -15,6 +15,7 @@ from pathlib import Path
 import blake3
 
 from vx import Artifact, CorruptArtifactError
+from vx.hashing import CACHEDIR_TAG_SIGNATURE
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -38,6 +39,17 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 
+_TAG = (
+    CACHEDIR_TAG_SIGNATURE + b"\n# This file is a cache directory tag created by vx.\n"
+    b"# For information about cache directory tags, see https://bford.info/cachedir/\n"
+)
+
+
+def _write_tag(directory: Path) -> None:
+    with contextlib.suppress(OSError), open(directory / "CACHEDIR.TAG", "xb") as handle:
+        handle.write(_TAG)
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     key: str
@@ -49,8 +61,10 @@ class Entry:
 class LocalCache:
     """``CacheLayer`` named ``local``: ``<dir>/artifacts/<ab>/<key>.<digest>.tar.zst``.
 
-    Writes are atomic (temp file, rename, then the index row; first writer wins), so a
-    crash leaves a whole entry or none, and concurrent vx processes never mix entries.
+    Writes are atomic (temp file, rename, then the index row; the last writer wins, so
+    ``--force`` replaces an entry), so a crash leaves a whole entry or none, and concurrent
+    vx processes never mix entries. The directory holds a ``CACHEDIR.TAG``, which also keeps
+    it out of a project's inputs when it lives inside one.
     """
 
     name = "local"
@@ -68,6 +82,7 @@ class LocalCache:
         with self._lock:
             if self._db is None:
                 self.directory.mkdir(parents=True, exist_ok=True)
+                _write_tag(self.directory)
                 db = sqlite3.connect(
                     self.directory / "index.sqlite",
                     timeout=60,
@@ -127,24 +142,21 @@ class LocalCache:
         temporary.write_bytes(artifact.data)
         os.replace(temporary, path)
         now = time.time()
+        row = (key, file, digest, artifact.task_id, len(artifact.data), artifact.duration_ms)
         with self._connect() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key,
-                    file,
-                    digest,
-                    artifact.task_id,
-                    len(artifact.data),
-                    artifact.duration_ms,
-                    now,
-                    now,
-                ),
-            )
-            if cursor.rowcount == 0:
-                existing = db.execute("SELECT file FROM entries WHERE key = ?", (key,)).fetchone()
-                if existing is not None and existing[0] != file:
-                    path.unlink(missing_ok=True)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                old = db.execute("SELECT file FROM entries WHERE key = ?", (key,)).fetchone()
+                db.execute(
+                    "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*row, now, now),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        if old is not None and old[0] != file:
+            (self.artifacts / old[0]).unlink(missing_ok=True)
 
     def delete(self, key: str) -> None:
         with self._connect() as db:
