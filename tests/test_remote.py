@@ -543,18 +543,6 @@ def populate(fake: FakeRemote, clones: Clones, config: dict[str, Any], env: dict
     assert len(fake.store) == 3
 
 
-# Known kernel bug (vx/cache.py, TaskCache.restore): an archive from the remote that fails
-# validation (ArtifactError) is reported with one warning per *task* instead of going through
-# _layer_failed (one warning per layer per run). Everything else about these runs is checked
-# normally; only the warning count is expected to fail, strictly (a fix makes the test fail
-# until this is removed).
-PER_TASK_WARNING = "vx/cache.py: an unusable remote artifact warns once per task, not once per run"
-
-
-def _unusable_archive(fault: str) -> bool:
-    return fault == "not an archive" or fault.startswith("hostile: ")
-
-
 #: Requests a run makes before the layer disables itself (GET is retried twice on 5xx and
 #: broken responses, never on timeouts; PUT is never retried). Uploads run in the background,
 #: concurrently with later tasks, so upload faults have no exact count.
@@ -658,16 +646,10 @@ def test_remote_faults_never_fail_the_run(
         # The first 401/403, or a server that proved unreachable, disables the layer:
         # no request after that one (the tasks run one after the other here).
         assert Counter(method for method, _ in requests) == BREAKER[fault], requests
-    # Last, so that an xfail above can only be about the number of warnings.
     remote = remote_warnings(result)
     assert remote, result.output
     assert expected.lower() in remote[0].lower(), remote[0]
     assert warning_lines(result) == remote, result.output
-    if _unusable_archive(fault):
-        if len(remote) == 1:
-            pytest.fail(f"[XPASS(strict)] {PER_TASK_WARNING}: fixed, remove the xfail")
-        assert len(remote) == len(TASK_IDS), result.output
-        pytest.xfail(PER_TASK_WARNING)
     assert len(remote) == 1, result.output
 
 
@@ -765,10 +747,6 @@ def test_redirects_to_another_host_never_carry_the_token(
         cdn.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="vx/cache.py: TaskCache._backfill stores the remote Artifact as is, with task_id ''",
-)
 def test_remote_hits_are_indexed_locally_under_their_task(
     fake_remote: FakeRemote, clones: Clones
 ) -> None:

@@ -14,17 +14,20 @@ if TYPE_CHECKING:
     from pluggy import HookimplMarker
 
     from vx._log import warning
-    from vx.caching import Artifact, CacheLayer, CorruptArtifactError
+    from vx.caching import Artifact, ArtifactInfo, CacheLayer, CorruptArtifactError
     from vx.config import Config
     from vx.errors import ConfigError, PluginError, UsageError, VxError
     from vx.execution import CommandSpec, Executor, RunInfo, TaskResult, TaskStatus
     from vx.graph import Task, TaskGraph
+    from vx.hashing import CACHEDIR_TAG_SIGNATURE
     from vx.workspace import Project, TaskDefinition, Workspace
 
     hookimpl: HookimplMarker
 
 __all__ = [
+    "CACHEDIR_TAG_SIGNATURE",
     "Artifact",
+    "ArtifactInfo",
     "CacheLayer",
     "CommandSpec",
     "Config",
@@ -48,7 +51,9 @@ __all__ = [
 ]
 
 _LAZY = {
+    "CACHEDIR_TAG_SIGNATURE": "vx.hashing",
     "Artifact": "vx.caching",
+    "ArtifactInfo": "vx.caching",
     "CacheLayer": "vx.caching",
     "CommandSpec": "vx.execution",
     "Config": "vx.config",

@@ -118,8 +118,11 @@ def _describe(path: Path) -> dict[str, Any]:
     }
 
 
-def pack(task: Task, root: Path, log: bytes, meta: dict[str, Any], level: int = 3) -> bytes:
-    """Build the compressed archive of ``task``'s outputs, log and ``meta``."""
+def pack(
+    task: Task, root: Path, log: bytes, meta: dict[str, Any], level: int = 3
+) -> tuple[bytes, dict[str, Any]]:
+    """Build the compressed archive of ``task``'s outputs, log and ``meta``; returns it with
+    the recorded output listing (path -> type, size, mtime, mode, digest)."""
     import zstandard
 
     files = output_files(task)
@@ -136,7 +139,7 @@ def pack(task: Task, root: Path, log: bytes, meta: dict[str, Any], level: int = 
         _add_bytes(tar, LOG_NAME, log)
         for name in outputs:
             tar.add(root / name, arcname=name, recursive=False)
-    return raw.getvalue()
+    return raw.getvalue(), outputs
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -241,18 +244,36 @@ def unpack(data: bytes, task: Task, root: Path, staging_parent: Path) -> Restore
     """Validate the archive and restore the task's outputs; returns the metadata and log."""
     import zstandard
 
-    staging_parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="restore-", dir=staging_parent))
+    staging = _Staging(staging_parent)
     try:
         return _unpack(data, task, root, staging)
     except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
         # tarfile's own "data" filter, a stream error while reading a member, a failed rename.
         raise ArtifactError(f"corrupt or hostile archive: {type(exc).__name__}: {exc}") from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        staging.cleanup()
 
 
-def _unpack(data: bytes, task: Task, root: Path, staging: Path) -> Restored:
+class _Staging:
+    """A temporary directory next to the workspace, created only when something is extracted."""
+
+    def __init__(self, parent: Path) -> None:
+        self.parent = parent
+        self._path: Path | None = None
+
+    @property
+    def path(self) -> Path:
+        if self._path is None:
+            self.parent.mkdir(parents=True, exist_ok=True)
+            self._path = Path(tempfile.mkdtemp(prefix="restore-", dir=self.parent))
+        return self._path
+
+    def cleanup(self) -> None:
+        if self._path is not None:
+            shutil.rmtree(self._path, ignore_errors=True)
+
+
+def _unpack(data: bytes, task: Task, root: Path, staging: _Staging) -> Restored:
     spec = output_spec(task)
     project = task.project.path
     project_rel = "" if project == root else project.relative_to(root).as_posix() + "/"
@@ -276,12 +297,12 @@ def _unpack(data: bytes, task: Task, root: Path, staging: Path) -> Restored:
         name = _check_member(member, project_rel, spec, meta)
         if member.isdir():
             continue
-        tar.extract(member, staging, set_attrs=True, filter="data")
+        tar.extract(member, staging.path, set_attrs=True, filter="data")
         staged.append((name, member))
     if meta is None:
         raise ArtifactError("empty archive")
-    _check_staged_links(staging, staged, project_rel, spec)
-    _install(task, root, staging, staged, meta["outputs"])
+    _check_staged_links(staging.path, staged, project_rel, spec)
+    _install(task, root, staging.path, staged, meta["outputs"])
     return Restored(meta, log, extracted=True)
 
 

@@ -7,24 +7,34 @@ earlier writable ones; a save goes to ``local`` first, then to the others in the
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from vx import _log
-from vx.artifacts import ArtifactError, pack, unpack
-from vx.caching import Artifact, CacheLayer, CorruptArtifactError
+from vx.artifacts import ArtifactError, Restored, outputs_current, pack, unpack
+from vx.caching import Artifact, ArtifactInfo, CacheLayer, CorruptArtifactError
 from vx.errors import UsageError
 from vx.execution import OutputCallback, TaskResult, TaskStatus
 from vx.explain import ManifestStore, explain
 from vx.hashing import FileHasher, KeyBuilder
 
 if TYPE_CHECKING:
+    import asyncio
+
     from vx.config import Config
     from vx.graph import Task, TaskGraph
 
 __all__ = ["TaskCache", "parse_cache_spec"]
+
+
+class _LayerReadError(Exception):
+    """A cache layer raised while reading (the cause is chained)."""
+
+
+class _LayerWriteError(Exception):
+    """The local layer raised while storing (the cause is chained)."""
 
 
 def parse_cache_spec(spec: str) -> dict[str, tuple[bool, bool]]:
@@ -72,6 +82,7 @@ class TaskCache:
         self._warned: set[str] = set()
         self._uploads: set[asyncio.Task[None]] = set()
         self._probed: dict[str, str | None] = {}
+        self._ready: dict[str, tuple[CacheLayer, Restored]] = {}
         components = {task.id: config.hook.task_hash_components(task, config) for task in graph}
         hasher = FileHasher(self.vx_dir / "stat-cache")
         self.keys = KeyBuilder(graph, hasher, components)
@@ -84,7 +95,13 @@ class TaskCache:
             return
         self._warned.add(layer.name)
         cause = str(exc) or type(exc).__name__
-        consequence = "" if "disabled" in cause else f" (could not {action}; treated as a miss)"
+        consequences = {
+            "read": "treated as a miss",
+            "answer": "treated as a miss",
+            "use": "treated as a miss",
+            "store": "result not stored there",
+        }
+        consequence = "" if "disabled" in cause else f" ({consequences[action]})"
         _log.warning(f"{layer.name} cache: {cause}{consequence}", once=False)
 
     def reason(self, task: Task) -> list[str]:
@@ -134,7 +151,33 @@ class TaskCache:
 
     # -- run -----------------------------------------------------------------------
 
+    def can_restore_now(self, task: Task) -> bool:
+        """Whether ``task`` is a hit whose outputs are already in place (no archive read)."""
+        if task.hash is None or not task.definition.cache or self.force:
+            return False
+        found = self._current_in_index(task, task.hash)
+        if found is not None:
+            self._ready[task.id] = found
+        return found is not None
+
+    def restore_now(self, task: Task, on_output: OutputCallback) -> TaskResult | None:
+        """Complete a hit found by :meth:`can_restore_now`."""
+        found = self._ready.pop(task.id, None)
+        if found is None or task.hash is None:
+            return None
+        layer, restored = found
+        return self._hit(task, layer, task.hash, restored, time.monotonic(), on_output)
+
+    def _current_in_index(self, task: Task, key: str) -> tuple[CacheLayer, Restored] | None:
+        for layer in self.readable:
+            restored = self._restore_from_info(layer, task, key)
+            if restored is not None:
+                return layer, restored
+        return None
+
     async def restore(self, task: Task, on_output: OutputCallback) -> TaskResult | None:
+        import asyncio
+
         hook = self.config.hook
         key = task.hash
         if key is None or not task.definition.cache or self.force:
@@ -144,51 +187,107 @@ class TaskCache:
             return None
         start = time.monotonic()
         for index, layer in enumerate(self.readable):
+            current = self._restore_from_info(layer, task, key)
+            if current is not None:
+                return self._hit(task, layer, key, current, start, on_output)
             try:
-                artifact = await asyncio.to_thread(layer.get, key)
+                fetched = await asyncio.to_thread(self._fetch, layer, task, key)
             except CorruptArtifactError as exc:
                 _log.warning(f"{task.id}: {exc}; evicted, running the task", once=False)
                 continue
-            except Exception as exc:
-                self._layer_failed(layer, "read", exc)
-                continue
-            if artifact is None:
-                continue
-            try:
-                restored = await asyncio.to_thread(
-                    unpack, artifact.data, task, self.root, self.vx_dir / "tmp"
-                )
             except ArtifactError as exc:
-                _log.warning(
-                    f"{task.id}: cache entry {key[:16]} from '{layer.name}' is unusable ({exc}); "
-                    "evicting it and running the task",
-                    once=False,
-                )
-                delete = getattr(layer, "delete", None)
-                if callable(delete):
-                    with contextlib.suppress(Exception):
-                        await asyncio.to_thread(delete, key)
+                await self._unusable(layer, task, key, exc)
                 continue
+            except _LayerReadError as exc:
+                self._layer_failed(layer, "read", exc.__cause__ or exc)
+                continue
+            if fetched is None:
+                continue
+            artifact, restored = fetched
             if index > 0:
-                await self._backfill(layer, artifact)
-            self.manifests.save(task.id, key, self.keys.manifests[task.id])
-            details = {
-                "status": "hit",
-                "source": "local" if layer.name == "local" else "remote",
-                "layer": layer.name,
-                "key": key,
-                "time_saved_ms": restored.meta.get("duration_ms", 0),
-                "restored_outputs": restored.extracted,
-            }
-            hook.task_cache(task, "hit", details)
-            if restored.log:
-                on_output(restored.log)
-            duration = (time.monotonic() - start) * 1000
-            return TaskResult(task, TaskStatus.CACHED, 0, duration, restored.log, cache=details)
+                info = ArtifactInfo(
+                    outputs=restored.meta.get("outputs", {}),
+                    log=restored.log,
+                    duration_ms=float(restored.meta.get("duration_ms", 0.0)),
+                )
+                await self._backfill(layer, replace(artifact, task_id=task.id, info=info))
+            return self._hit(task, layer, key, restored, start, on_output)
         hook.task_cache(task, "miss", self._miss_details(task))
         return None
 
+    def _hit(
+        self,
+        task: Task,
+        layer: CacheLayer,
+        key: str,
+        restored: Restored,
+        start: float,
+        on_output: OutputCallback,
+    ) -> TaskResult:
+        self.manifests.save(task.id, key, self.keys.manifests[task.id])
+        details = {
+            "status": "hit",
+            "source": "local" if layer.name == "local" else "remote",
+            "layer": layer.name,
+            "key": key,
+            "time_saved_ms": restored.meta.get("duration_ms", 0),
+            "restored_outputs": restored.extracted,
+        }
+        self.config.hook.task_cache(task, "hit", details)
+        if restored.log:
+            on_output(restored.log)
+        duration = (time.monotonic() - start) * 1000
+        return TaskResult(task, TaskStatus.CACHED, 0, duration, restored.log, cache=details)
+
+    def _restore_from_info(self, layer: CacheLayer, task: Task, key: str) -> Restored | None:
+        """A hit without reading the archive: the layer knows the entry's outputs and log,
+        and the outputs on disk already match them."""
+        info_of = getattr(layer, "info", None)
+        if not callable(info_of):
+            return None
+        try:
+            info = info_of(key)
+        except Exception:
+            return None  # the full read below reports problems
+        if not isinstance(info, ArtifactInfo):
+            return None
+        meta = {"outputs": info.outputs, "duration_ms": info.duration_ms}
+        if not outputs_current(task, self.root, meta):
+            return None
+        return Restored(meta, info.log, extracted=False)
+
+    def _fetch(self, layer: CacheLayer, task: Task, key: str) -> tuple[Artifact, Restored] | None:
+        """Read and restore in one worker-thread hop."""
+        try:
+            artifact = layer.get(key)
+        except CorruptArtifactError:
+            raise
+        except Exception as exc:
+            raise _LayerReadError() from exc
+        if artifact is None:
+            return None
+        return artifact, unpack(artifact.data, task, self.root, self.vx_dir / "tmp")
+
+    async def _unusable(self, layer: CacheLayer, task: Task, key: str, exc: ArtifactError) -> None:
+        """A corrupt or hostile archive: evict it where possible and run the task."""
+        import asyncio
+
+        delete = getattr(layer, "delete", None)
+        if callable(delete):
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(delete, key)
+        if layer.name == "local":
+            _log.warning(
+                f"{task.id}: local cache entry {key[:16]} is unusable ({exc}); "
+                "evicted, running the task",
+                once=False,
+            )
+        else:
+            self._layer_failed(layer, "use", ArtifactError(f"artifact {key[:16]} refused: {exc}"))
+
     async def _backfill(self, source: CacheLayer, artifact: Artifact) -> None:
+        import asyncio
+
         for layer in self.writable:
             if layer is source or self.layers.index(layer) > self.layers.index(source):
                 break
@@ -198,6 +297,8 @@ class TaskCache:
                 self._layer_failed(layer, "store", exc)
 
     async def save(self, task: Task, result: TaskResult) -> None:
+        import asyncio
+
         if not self.writable or task.hash is None:
             return
         key = task.hash
@@ -209,34 +310,60 @@ class TaskCache:
             "created_at": time.time(),
             "manifest": self.keys.manifests[task.id],
         }
+        first, *rest = self.writable
+        local = first if first.name == "local" else None
+        if local is None:
+            rest = self.writable
         try:
-            data = await asyncio.to_thread(pack, task, self.root, result.output, meta)
+            artifact = await asyncio.to_thread(self._pack_and_store, task, result, meta, local)
         except OSError as exc:
             _log.warning(f"{task.id}: could not archive outputs ({exc}); not cached", once=False)
             return
-        artifact = Artifact(key=key, data=data, duration_ms=result.duration_ms, task_id=task.id)
-        first, *rest = self.writable
-        if first.name == "local":
-            try:
-                await asyncio.to_thread(first.put, key, artifact)
-            except Exception as exc:
-                self._layer_failed(first, "store", exc)
-        else:
-            rest = self.writable
+        except _LayerWriteError as exc:
+            assert local is not None
+            self._layer_failed(local, "store", exc.__cause__ or exc)
+            return
         self.manifests.save(task.id, key, self.keys.manifests[task.id])
         for layer in rest:
             upload = asyncio.create_task(self._upload(layer, artifact))
             self._uploads.add(upload)
             upload.add_done_callback(self._uploads.discard)
 
+    def _pack_and_store(
+        self, task: Task, result: TaskResult, meta: dict[str, Any], local: CacheLayer | None
+    ) -> Artifact:
+        """Archive the outputs and save them locally in one worker-thread hop."""
+        data, outputs = pack(task, self.root, result.output, meta)
+        artifact = Artifact(
+            key=meta["key"],
+            data=data,
+            duration_ms=result.duration_ms,
+            task_id=task.id,
+            info=ArtifactInfo(outputs=outputs, log=result.output, duration_ms=result.duration_ms),
+        )
+        if local is not None:
+            try:
+                local.put(artifact.key, artifact)
+            except Exception as exc:
+                raise _LayerWriteError() from exc
+        return artifact
+
     async def _upload(self, layer: CacheLayer, artifact: Artifact) -> None:
+        import asyncio
+
         try:
             await asyncio.to_thread(layer.put, artifact.key, artifact)
         except Exception as exc:
             self._layer_failed(layer, "store", exc)
 
-    async def close(self) -> None:
+    def flush(self) -> None:
+        """End of run: persist what was batched."""
+        self.manifests.flush()
+
+    async def wait_uploads(self) -> None:
         """Wait for background uploads, bounded by the layers' ``upload_timeout``."""
+        import asyncio
+
         if not self._uploads:
             return
         timeout = max(

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Artifact", "CacheLayer", "CorruptArtifactError"]
+__all__ = ["Artifact", "ArtifactInfo", "CacheLayer", "CorruptArtifactError"]
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactInfo:
+    """What a layer may keep beside an artifact so that a hit whose outputs are already in
+    place needs no archive read (see ``CacheLayer.info``)."""
+
+    outputs: Mapping[str, Mapping[str, Any]]
+    """Workspace-relative output path -> ``{"type", "size", "mtime_ns", "mode", "digest"}``
+    (or ``{"type": "symlink", "target"}``), as recorded in the archive's metadata."""
+    log: bytes
+    """The task's captured output."""
+    duration_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +33,8 @@ class Artifact:
     """How long the task took when it ran (Turborepo's ``x-artifact-duration``)."""
     task_id: str = ""
     """The task it was produced by, when known (for layers that index entries)."""
+    info: ArtifactInfo | None = None
+    """The archive's output listing and log, when known (for layers that implement ``info``)."""
 
 
 class CorruptArtifactError(Exception):
@@ -32,9 +48,13 @@ class CacheLayer(Protocol):
 
     Methods are called from worker threads. ``get`` returns None on a miss;
     any other exception is treated as a miss with one warning per layer per run
-    and never fails the run. A layer may also implement ``delete(key)``: the
-    kernel calls it for an entry whose archive turned out to be corrupt or
-    hostile.
+    and never fails the run.
+
+    Optional methods: ``delete(key)``, called for an entry whose archive turned
+    out to be corrupt or hostile; and ``info(key) -> ArtifactInfo | None``, the
+    output listing and log stored by ``put`` from ``artifact.info`` (counts as a
+    hit for the layer's bookkeeping). When the outputs on disk already match,
+    the kernel restores the task from ``info`` without calling ``get``.
     """
 
     name: str

@@ -55,7 +55,7 @@ class Parser:
     """Passed to ``vx_addoption``: options are added globally or to one subcommand."""
 
     def __init__(self, commands: CommandRegistry) -> None:
-        self._commands = commands
+        self.commands = commands
         self._options: list[tuple[str | None, tuple[str, ...], dict[str, Any]]] = []
 
     def add_option(self, *flags: str, command: str | None = None, **kwargs: Any) -> None:
@@ -82,7 +82,7 @@ class Parser:
         for flags, kwargs in globals_:
             main.add_argument(*flags, **kwargs)
         subparsers = main.add_subparsers(dest="command", metavar="COMMAND")
-        for command in self._commands.commands.values():
+        for command in self.commands.commands.values():
             sub = subparsers.add_parser(
                 command.name, help=command.help, description=command.help, allow_abbrev=False
             )
@@ -95,7 +95,7 @@ class Parser:
             for flags, kwargs in globals_:
                 if flags[0].startswith("-"):
                     group.add_argument(*flags, **{**kwargs, "default": argparse.SUPPRESS})
-        unknown = {c for c, _, _ in self._options if c is not None} - set(self._commands.commands)
+        unknown = {c for c, _, _ in self._options if c is not None} - set(self.commands.commands)
         if unknown:
             raise PluginError(f"options were added to unknown command(s): {', '.join(unknown)}")
         return main
@@ -143,11 +143,15 @@ def _preparse(args: list[str]) -> argparse.Namespace:
 
 def _optional_values_need_equals(parser: Parser, args: list[str]) -> list[str]:
     """An option with an optional value takes it only after ``=`` (``--continue[=MODE]``):
-    ``vx run --continue test`` is ``--continue=always test``, not ``--continue=test``."""
+    ``vx run --continue test`` is ``--continue=always test``, not ``--continue=test``.
+    Only the options of the command being parsed (and global ones) are rewritten."""
+    command = next((a for a in args if a in parser.commands.commands), None)
     bare = {
         flag: kwargs["const"]
-        for _, flags, kwargs in parser._options
-        if kwargs.get("nargs") == "?" and isinstance(kwargs.get("const"), str)
+        for option_command, flags, kwargs in parser._options
+        if option_command in (None, command)
+        and kwargs.get("nargs") == "?"
+        and isinstance(kwargs.get("const"), str)
         for flag in flags
         if flag.startswith("--")
     }

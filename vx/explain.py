@@ -12,10 +12,26 @@ __all__ = ["ManifestStore", "explain"]
 
 
 class ManifestStore:
-    """``.vx/manifests/<task id>.json``: the manifest of each task's most recent cache entry."""
+    """``.vx/manifests/<task id>.json``: the manifest of each task's most recent cache entry.
+
+    ``index.json`` remembers which key each file holds, so a hit on the same entry as last
+    time writes nothing.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._index: dict[str, str] | None = None
+        self._dirty = False
+
+    @property
+    def index(self) -> dict[str, str]:
+        if self._index is None:
+            try:
+                loaded = json.loads((self.directory / "index.json").read_text())
+                self._index = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                self._index = {}
+        return self._index
 
     def _path(self, task_id: str) -> Path:
         return self.directory / (quote(task_id, safe="") + ".json")
@@ -28,14 +44,27 @@ class ManifestStore:
         return data if isinstance(data, dict) else None
 
     def save(self, task_id: str, key: str, manifest: dict[str, Any]) -> None:
-        path = self._path(task_id)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            temporary.write_text(json.dumps({"key": key, "manifest": manifest}))
-            os.replace(temporary, path)
-        except OSError:
-            pass
+        if self.index.get(task_id) == key:
+            return
+        _write_atomic(self._path(task_id), json.dumps({"key": key, "manifest": manifest}))
+        self.index[task_id] = key
+        self._dirty = True
+
+    def flush(self) -> None:
+        """Persist the index (once per run)."""
+        if self._dirty:
+            _write_atomic(self.directory / "index.json", json.dumps(self.index))
+            self._dirty = False
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    except OSError:
+        pass
 
 
 def _diff_maps(label: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -8,6 +8,7 @@ components contributed by plugins through ``vx_task_hash_components``.
 
 from __future__ import annotations
 
+import functools
 import json
 import marshal
 import os
@@ -34,6 +35,7 @@ __all__ = [
     "CACHE_FORMAT",
     "DEFAULT_IGNORES",
     "FileHasher",
+    "FileLister",
     "KeyBuilder",
     "digest_text",
 ]
@@ -42,21 +44,39 @@ __all__ = [
 CACHE_FORMAT = 1
 
 #: Never inputs, even without a .gitignore (bytecode and tool caches would defeat the cache).
-DEFAULT_IGNORES = (
-    ".git/",
-    ".vx/",
-    "__pycache__/",
-    "*.py[cod]",
-    ".pytest_cache/",
-    ".mypy_cache/",
-    ".ruff_cache/",
-    ".tox/",
-    ".nox/",
-    ".venv/",
-    "node_modules/",
-    "*.egg-info/",
-    ".DS_Store",
+IGNORED_DIRS = frozenset(
+    {
+        ".git",
+        ".vx",
+        "__pycache__",
+        ".pytest_cache",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".tox",
+        ".nox",
+        ".venv",
+        "node_modules",
+    }
 )
+IGNORED_DIR_SUFFIXES = (".egg-info",)
+IGNORED_FILE_SUFFIXES = (".pyc", ".pyo", ".pyd")
+IGNORED_FILES = frozenset({".DS_Store"})
+#: The same rules as gitignore patterns (for the directory walker).
+DEFAULT_IGNORES = (
+    *(f"{name}/" for name in sorted(IGNORED_DIRS)),
+    *(f"*{suffix}/" for suffix in IGNORED_DIR_SUFFIXES),
+    *(f"*{suffix}" for suffix in IGNORED_FILE_SUFFIXES),
+    *sorted(IGNORED_FILES),
+)
+
+
+def default_ignored(relative: str) -> bool:
+    """Whether a POSIX path falls under :data:`DEFAULT_IGNORES` (fast, no globbing)."""
+    *directories, name = relative.split("/")
+    if name in IGNORED_FILES or name.endswith(IGNORED_FILE_SUFFIXES):
+        return True
+    return any(d in IGNORED_DIRS or d.endswith(IGNORED_DIR_SUFFIXES) for d in directories)
+
 
 #: Files modified this recently are re-read even when their stat matches (racy mtime).
 _RACY_SECONDS = 2.0
@@ -84,17 +104,22 @@ class FileHasher:
             except (OSError, EOFError, ValueError, TypeError):
                 self._cache = {}
 
-    def digests(self, paths: Iterable[Path]) -> dict[Path, str | None]:
-        """Digest of each path (None if it does not exist); unchanged files are not re-read."""
-        result: dict[Path, str | None] = {}
-        todo: list[tuple[Path, os.stat_result]] = []
+    def digests(self, paths: Iterable[str]) -> dict[str, str | None]:
+        """Digest of each absolute path (None if it does not exist or is a directory);
+        unchanged files are not re-read."""
+        result: dict[str, str | None] = {}
+        todo: list[tuple[str, os.stat_result]] = []
+        lstat, cache = os.lstat, self._cache
         for path in paths:
             try:
-                st = os.lstat(path)
-            except FileNotFoundError:
+                st = lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
                 result[path] = None
                 continue
-            cached = self._cache.get(str(path))
+            if stat.S_ISDIR(st.st_mode):
+                result[path] = None
+                continue
+            cached = cache.get(path)
             if cached and cached[:4] == (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns):
                 result[path] = cached[4]
             else:
@@ -108,7 +133,7 @@ class FileHasher:
             result[path] = digest
         return result
 
-    def _digest_one(self, item: tuple[Path, os.stat_result]) -> str:
+    def _digest_one(self, item: tuple[str, os.stat_result]) -> str:
         path, st = item
         if stat.S_ISLNK(st.st_mode):
             digest = "symlink:" + digest_text(os.readlink(path))
@@ -120,7 +145,7 @@ class FileHasher:
             digest = hasher.hexdigest()
         if max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 < self._started - _RACY_SECONDS:
             entry = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, digest)
-            self._cache[str(path)] = entry
+            self._cache[path] = entry
             self._dirty = True
         return digest
 
@@ -139,9 +164,14 @@ class FileHasher:
 
 
 def _spec(patterns: Iterable[str]) -> PathSpec[Any]:
+    return _compiled(tuple(patterns))
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(patterns: tuple[str, ...]) -> PathSpec[Any]:
     import pathspec
 
-    return pathspec.PathSpec.from_lines("gitwildmatch", patterns)
+    return pathspec.PathSpec.from_lines("gitignore", patterns)
 
 
 class FileLister:
@@ -151,7 +181,66 @@ class FileLister:
         self.workspace = workspace
         self._listing: dict[Path, list[str]] = {}
         self._project_dirs = {p.path for p in workspace.projects.values()}
-        self._root_ignores = self._ignores_above(workspace.root)
+        self._git: dict[str, list[str]] | None = None
+        self._git_tried = False
+        self._root_ignores_cache: list[tuple[Path, GitIgnoreSpec]] | None = None
+
+    @property
+    def _root_ignores(self) -> list[tuple[Path, GitIgnoreSpec]]:
+        if self._root_ignores_cache is None:
+            self._root_ignores_cache = self._ignores_above(self.workspace.root)
+        return self._root_ignores_cache
+
+    def _git_listing(self) -> dict[str, list[str]] | None:
+        """Every project's files from one ``git ls-files`` (tracked and untracked, git's ignore
+        rules applied), or None outside a git work tree."""
+        if self._git_tried:
+            return self._git
+        self._git_tried = True
+        if os.environ.get("VX_NO_GIT_LISTING"):
+            return None
+        import subprocess
+
+        try:
+            completed = subprocess.run(
+                ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                cwd=self.workspace.root,
+                capture_output=True,
+                check=False,
+            )
+        except OSError:
+            return None
+        if completed.returncode != 0:
+            return None
+        names = [n for n in completed.stdout.decode(errors="surrogateescape").split("\0") if n]
+        projects = {
+            ("" if p.relpath == "." else p.relpath): p.relpath
+            for p in self.workspace.projects.values()
+        }
+        projects.setdefault("", ".")  # files of no member project (for global_inputs)
+        listing: dict[str, list[str]] = {relpath: [] for relpath in projects.values()}
+        cache_dirs = {
+            name[: -len("/CACHEDIR.TAG")]
+            for name in names
+            if name.endswith("/CACHEDIR.TAG")
+            and _is_cache_dir(self.workspace.root / name[: -len("/CACHEDIR.TAG")])
+        }
+        for name in sorted(set(names)):
+            if name.endswith("/") or default_ignored(name):
+                continue
+            directory = name.rpartition("/")[0]
+            while True:
+                if directory in cache_dirs:
+                    break
+                owner = projects.get(directory)
+                if owner is not None:
+                    listing[owner].append(name[len(directory) + 1 :] if directory else name)
+                    break
+                if not directory:
+                    break
+                directory = directory.rpartition("/")[0]
+        self._git = listing
+        return listing
 
     def _ignores_above(self, root: Path) -> list[tuple[Path, GitIgnoreSpec]]:
         """.gitignore files from the git top level (or the workspace root) down to ``root``."""
@@ -172,6 +261,9 @@ class FileLister:
     def files(self, project: Project) -> list[str]:
         """Project files relative to the project directory (POSIX), sorted; nested projects
         and ignored files excluded."""
+        git = self._git_listing()
+        if git is not None:
+            return git.get(project.relpath, [])
         listing = self._listing.get(project.path)
         if listing is None:
             import pathspec
@@ -261,6 +353,11 @@ def output_spec(task: Task) -> PathSpec[Any]:
     return _spec(task.definition.outputs)
 
 
+def _prefix(project: Project) -> str:
+    """The project's directory relative to the workspace root, as a path prefix."""
+    return "" if project.relpath == "." else project.relpath + "/"
+
+
 class KeyBuilder:
     """Computes manifests and keys for every task of a graph, dependencies first."""
 
@@ -278,24 +375,30 @@ class KeyBuilder:
         self.environ = os.environ if environ is None else environ
         self.lister = FileLister(self.workspace)
         self.manifests: dict[str, dict[str, Any]] = {}
+        self._selected: dict[tuple[str, tuple[str, ...]], list[str]] = {}
 
     def compute(self) -> dict[str, str]:
         """Fill ``task.hash`` for every task; returns ``{task_id: key}``."""
-        root = self.workspace.root
+        root = str(self.workspace.root) + os.sep
         global_inputs = self._global_inputs()
         global_env = self._env_digests(self.workspace.global_env)
         inputs_by_task = {task.id: self._input_paths(task) for task in self.graph}
         every_path = {p for paths in inputs_by_task.values() for p in paths}
-        digests = self.hasher.digests(sorted(every_path))
+        digests = self.hasher.digests([root + p for p in sorted(every_path)])
         keys: dict[str, str] = {}
         for task in self.graph:
             definition = task.definition
+            inputs: dict[str, str] = {}
+            for path in inputs_by_task[task.id]:
+                digest = digests[root + path]
+                if digest is not None:
+                    inputs[path] = digest
             manifest: dict[str, Any] = {
                 "format": CACHE_FORMAT,
                 "task": {
                     "id": task.id,
                     "command": task.command,
-                    "cwd": os.path.relpath(task.cwd, root).replace(os.sep, "/"),
+                    "cwd": os.path.relpath(task.cwd, self.workspace.root).replace(os.sep, "/"),
                     "outputs": list(definition.outputs),
                     "inputs": list(definition.inputs) if definition.inputs is not None else None,
                     "env": list(definition.env),
@@ -303,10 +406,7 @@ class KeyBuilder:
                 "env": self._env_digests(definition.env),
                 "global_env": global_env,
                 "global_inputs": global_inputs,
-                "inputs": {
-                    path.relative_to(root).as_posix(): digests[path]
-                    for path in inputs_by_task[task.id]
-                },
+                "inputs": inputs,
                 "dependencies": {dep: keys[dep] for dep in sorted(task.dependencies)},
                 "plugins": {
                     name: value if isinstance(value, str) else digest_text(value)
@@ -330,64 +430,69 @@ class KeyBuilder:
         return dict(sorted(digests.items()))
 
     def _global_inputs(self) -> dict[str, str | None]:
-        root = self.workspace.root
         if not self.workspace.global_inputs:
             return {}
+        root = str(self.workspace.root) + os.sep
         spec = _spec(self.workspace.global_inputs)
         literal = [p for p in self.workspace.global_inputs if not any(c in p for c in "*?[!")]
-        matched = {root / p for p in literal}
-        root_project = next((p for p in self.workspace.projects.values() if p.path == root), None)
-        candidates = (
-            self.lister.files(root_project) if root_project is not None else self._root_files()
-        )
-        matched.update(root / name for name in spec.match_files(candidates))
-        digests = self.hasher.digests(sorted(matched))
-        return {path.relative_to(root).as_posix(): d for path, d in digests.items()}
+        root_project = next((p for p in self.workspace.projects.values() if p.relpath == "."), None)
+        candidates = self.lister.files(root_project or self._root_project())
+        matched = sorted({*literal, *spec.match_files(candidates)})
+        digests = self.hasher.digests([root + name for name in matched])
+        return {name: digests[root + name] for name in matched}
 
-    def _root_files(self) -> list[str]:
-        from vx.workspace import Project
+    def _root_project(self) -> Project:
+        """A stand-in for the workspace root when it declares no tasks itself."""
+        from vx.workspace import ROOT_PROJECT, Project
 
-        root_project = Project(
-            name="//",
+        return Project(
+            name=ROOT_PROJECT,
             path=self.workspace.root,
             relpath=".",
             pyproject=self.workspace.root / "pyproject.toml",
         )
-        return self.lister.files(root_project)
 
-    def _input_paths(self, task: Task) -> list[Path]:
-        """Default inputs exclude every declared output of the project's tasks (they are a
-        function of their producer's key); explicit inputs exclude the task's own outputs."""
-        definition = task.definition
-        if definition.inputs is None:
-            outputs = _spec(o for t in task.project.tasks.values() for o in t.outputs)
-        else:
-            outputs = output_spec(task)
-        own = list(definition.inputs) if definition.inputs is not None else None
-        upstream = [p[1:] for p in own or [] if p.startswith("^")]
-        own_patterns = [p for p in own or [] if not p.startswith("^")]
-        paths: list[Path] = []
-        project = task.project
-        files = self.lister.files(project)
-        if own is None:
-            selected = files
-        elif own_patterns:
+    def _matching(self, project: Project, patterns: tuple[str, ...], task: Task) -> list[str]:
+        """Files of ``project`` (project-relative) matching ``patterns`` (memoized)."""
+        memo = (project.name, patterns)
+        selected = self._selected.get(memo)
+        if selected is None:
             try:
-                selected = list(_spec(own_patterns).match_files(files))
+                selected = list(_spec(patterns).match_files(self.lister.files(project)))
             except ValueError as exc:
                 raise ConfigError(
                     f"invalid inputs glob: {exc}",
-                    file=str(project.pyproject),
+                    file=str(task.project.pyproject),
                     key=f"tool.vx.tasks.{task.name}.inputs",
                 ) from None
+            self._selected[memo] = selected
+        return selected
+
+    def _input_paths(self, task: Task) -> list[str]:
+        """Workspace-relative input paths. Default inputs exclude every declared output of the
+        project's tasks (a function of their producer's key); explicit inputs exclude the
+        task's own outputs."""
+        definition = task.definition
+        project = task.project
+        if definition.inputs is None:
+            excluded = tuple(o for t in project.tasks.values() for o in t.outputs)
+            files = self.lister.files(project)
+            upstream: list[str] = []
         else:
-            selected = []
-        paths.extend(project.path / name for name in selected if not outputs.match_file(name))
+            excluded = definition.outputs
+            upstream = [p[1:] for p in definition.inputs if p.startswith("^")]
+            own = tuple(p for p in definition.inputs if not p.startswith("^"))
+            files = self._matching(project, own, task) if own else []
+        if excluded:
+            outputs = _spec(excluded)
+            files = [name for name in files if not outputs.match_file(name)]
+        prefix = _prefix(project)
+        paths = [prefix + name for name in files]
         if upstream:
-            spec = _spec(upstream)
+            patterns = tuple(upstream)
             for dependency in self._transitive_projects(project):
-                dep_files = self.lister.files(dependency)
-                paths.extend(dependency.path / name for name in spec.match_files(dep_files))
+                dep_prefix = _prefix(dependency)
+                paths.extend(dep_prefix + n for n in self._matching(dependency, patterns, task))
         return paths
 
     def _transitive_projects(self, project: Project) -> list[Project]:

@@ -3,7 +3,6 @@ clean cancellation, emitting lifecycle events to plugins."""
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import secrets
 import signal
@@ -24,6 +23,8 @@ from vx.execution import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
+
     from vx.config import Config
     from vx.execution import Executor
     from vx.graph import Task, TaskGraph
@@ -32,7 +33,13 @@ __all__ = ["ContinueMode", "RunCache", "Runner", "new_run_id"]
 
 
 class RunCache(Protocol):
-    """What the runner needs from the cache (see :mod:`vx.caching`)."""
+    """What the runner needs from the cache (see :mod:`vx.cache`)."""
+
+    def restore_now(self, task: Task, on_output: OutputCallback) -> TaskResult | None:
+        """A hit that needs no archive read (outputs already in place), else None without
+        side effects; called on the main thread before the scheduler starts."""
+
+    def can_restore_now(self, task: Task) -> bool: ...
 
     async def restore(self, task: Task, on_output: OutputCallback) -> TaskResult | None: ...
 
@@ -40,7 +47,9 @@ class RunCache(Protocol):
 
     def details(self, task: Task) -> dict[str, object]: ...
 
-    async def close(self) -> None: ...
+    async def wait_uploads(self) -> None: ...
+
+    def flush(self) -> None: ...
 
 
 def new_run_id() -> str:
@@ -83,20 +92,22 @@ class Runner:
         self._loose_env = env_mode == "loose"
 
     def run(self) -> RunInfo:
-        """Run to completion (or interruption); returns the finished :class:`RunInfo`."""
-        return asyncio.run(self._run())
+        """Run to completion (or interruption); returns the finished :class:`RunInfo`.
 
-    async def _run(self) -> RunInfo:
+        Tasks that are cache hits with their outputs already in place are completed first,
+        in dependency order, on this thread; the asyncio scheduler (and its import) is only
+        needed when something must run or be extracted.
+        """
         hook = self.config.hook
         start = time.monotonic()
         hook.run_start(self.run_info, self.graph, self.config)
-        restore_signals = self._install_signal_handlers()
-        try:
-            await self._schedule()
-            if self.cache is not None:
-                await self.cache.close()
-        finally:
-            restore_signals()
+        self._complete_ready_hits()
+        if len(self.run_info.results) < len(self.graph):
+            import asyncio
+
+            asyncio.run(self._run())
+        if self.cache is not None:
+            self.cache.flush()
         results = self.run_info.results
         for task in self.graph:
             if task.id not in results:
@@ -108,6 +119,40 @@ class Runner:
         hook.run_finish(self.run_info, self.config)
         return self.run_info
 
+    def _complete_ready_hits(self) -> None:
+        cache = self.cache
+        if cache is None:
+            return
+        results = self.run_info.results
+        ok = (TaskStatus.SUCCESS, TaskStatus.CACHED)
+        for task in self.graph:
+            if any(d not in results or results[d].status not in ok for d in task.dependencies):
+                continue
+            if task.command is not None and not cache.can_restore_now(task):
+                continue
+            self.config.hook.task_start(task, self.run_info)
+            if task.command is None:
+                self._finish(
+                    TaskResult(task, TaskStatus.SUCCESS, 0, 0.0, cache={"status": "disabled"})
+                )
+                continue
+
+            def on_output(data: bytes, task: Task = task) -> None:
+                self.config.hook.task_output(task, data)
+
+            hit = cache.restore_now(task, on_output)
+            assert hit is not None
+            self._finish(hit)
+
+    async def _run(self) -> None:
+        restore_signals = self._install_signal_handlers()
+        try:
+            await self._schedule()
+            if self.cache is not None:
+                await self.cache.wait_uploads()
+        finally:
+            restore_signals()
+
     def _exit_code(self) -> int:
         if self.run_info.interrupted:
             return EXIT_INTERRUPTED
@@ -117,8 +162,15 @@ class Runner:
         return max(max(failed), 1) if failed else 0
 
     async def _schedule(self) -> None:
+        import asyncio
+
         order = {task.id: index for index, task in enumerate(self.graph)}
-        waiting = {task.id: len(task.dependencies) for task in self.graph}
+        results = self.run_info.results
+        waiting = {
+            task.id: sum(d not in results for d in task.dependencies)
+            for task in self.graph
+            if task.id not in results
+        }
         ready: list[tuple[float, int, str]] = []
 
         def push(id: str) -> None:
@@ -134,8 +186,8 @@ class Runner:
             done, _ = await asyncio.wait(
                 self._running.values(), return_when=asyncio.FIRST_COMPLETED
             )
-            for finished in done:
-                result = finished.result()
+            for completed in done:
+                result = completed.result()
                 del self._running[result.task.id]
                 self._finish(result)
                 ok = result.status in (TaskStatus.SUCCESS, TaskStatus.CACHED)
@@ -159,6 +211,8 @@ class Runner:
         self._stop()
 
     def _install_signal_handlers(self) -> Callable[[], None]:
+        import asyncio
+
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
         loop = asyncio.get_running_loop()
@@ -176,6 +230,8 @@ class Runner:
         self.config.hook.task_finish(result, self.run_info)
 
     async def _execute(self, task: Task) -> TaskResult:
+        import asyncio
+
         hook = self.config.hook
         hook.task_start(task, self.run_info)
         start = time.monotonic()

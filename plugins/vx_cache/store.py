@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import sqlite3
@@ -13,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
+import zstandard
 
-from vx import Artifact, CorruptArtifactError
-from vx.hashing import CACHEDIR_TAG_SIGNATURE
+from vx import CACHEDIR_TAG_SIGNATURE, Artifact, ArtifactInfo, CorruptArtifactError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -26,7 +27,9 @@ CREATE TABLE IF NOT EXISTS entries (
     size INTEGER NOT NULL,
     duration_ms REAL NOT NULL,
     created_at REAL NOT NULL,
-    accessed_at REAL NOT NULL
+    accessed_at REAL NOT NULL,
+    info TEXT,
+    log BLOB
 );
 CREATE INDEX IF NOT EXISTS entries_accessed ON entries (accessed_at);
 CREATE TABLE IF NOT EXISTS runs (
@@ -76,6 +79,8 @@ class LocalCache:
         self.artifacts = directory / "artifacts"
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._touched: dict[str, float] = {}
+        """key -> time of a hit not yet written to the index (see flush_access_times)."""
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -92,10 +97,28 @@ class LocalCache:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.executescript(_SCHEMA)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(entries)")}
+                for column, kind in (("info", "TEXT"), ("log", "BLOB")):
+                    if column not in columns:  # an index written by an earlier vx
+                        db.execute(f"ALTER TABLE entries ADD COLUMN {column} {kind}")
                 self._db = db
             yield self._db
 
+    def flush_access_times(self) -> None:
+        """Write the ``accessed_at`` of every hit since the last flush, in one transaction."""
+        if not self._touched:
+            return
+        with self._connect() as db:
+            touched, self._touched = self._touched, {}
+            db.execute("BEGIN")
+            db.executemany(
+                "UPDATE entries SET accessed_at = ? WHERE key = ?",
+                [(when, key) for key, when in touched.items()],
+            )
+            db.execute("COMMIT")
+
     def close(self) -> None:
+        self.flush_access_times()
         with self._lock:
             if self._db is not None:
                 self._db.close()
@@ -108,7 +131,7 @@ class LocalCache:
             row = db.execute("SELECT file FROM entries WHERE key = ?", (key,)).fetchone()
             if row is None or not (self.artifacts / row[0]).is_file():
                 return False
-            db.execute("UPDATE entries SET accessed_at = ? WHERE key = ?", (time.time(), key))
+            self._touched[key] = time.time()
             return True
 
     def get(self, key: str) -> Artifact | None:
@@ -129,8 +152,7 @@ class LocalCache:
             raise CorruptArtifactError(
                 f"local cache entry {key[:16]} is corrupt (digest mismatch: {len(data)} bytes)"
             )
-        with self._connect() as db:
-            db.execute("UPDATE entries SET accessed_at = ? WHERE key = ?", (time.time(), key))
+        self._touched[key] = time.time()
         return Artifact(key=key, data=data, duration_ms=duration_ms)
 
     def put(self, key: str, artifact: Artifact) -> None:
@@ -142,14 +164,22 @@ class LocalCache:
         temporary.write_bytes(artifact.data)
         os.replace(temporary, path)
         now = time.time()
+        info = artifact.info
         row = (key, file, digest, artifact.task_id, len(artifact.data), artifact.duration_ms)
+        extra = (
+            (json.dumps(dict(info.outputs)), zstandard.ZstdCompressor().compress(info.log))
+            if info is not None
+            else (None, None)
+        )
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 old = db.execute("SELECT file FROM entries WHERE key = ?", (key,)).fetchone()
                 db.execute(
-                    "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*row, now, now),
+                    "INSERT OR REPLACE INTO entries (key, file, digest, task_id, size, "
+                    "duration_ms, created_at, accessed_at, info, log) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*row, now, now, *extra),
                 )
                 db.execute("COMMIT")
             except BaseException:
@@ -157,6 +187,22 @@ class LocalCache:
                 raise
         if old is not None and old[0] != file:
             (self.artifacts / old[0]).unlink(missing_ok=True)
+
+    def info(self, key: str) -> ArtifactInfo | None:
+        """The entry's output listing and log from the index alone (no archive read)."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT info, log, duration_ms FROM entries WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        try:
+            outputs = json.loads(row[0])
+            log = zstandard.ZstdDecompressor().decompress(row[1]) if row[1] else b""
+        except (ValueError, zstandard.ZstdError):
+            return None
+        self._touched[key] = time.time()
+        return ArtifactInfo(outputs=outputs, log=log, duration_ms=row[2])
 
     def delete(self, key: str) -> None:
         with self._connect() as db:
@@ -173,6 +219,7 @@ class LocalCache:
 
     def entries(self) -> list[Entry]:
         """Every entry, least recently used first."""
+        self.flush_access_times()
         with self._connect() as db:
             rows = db.execute(
                 "SELECT key, task_id, size, accessed_at FROM entries ORDER BY accessed_at, key"
