@@ -23,7 +23,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import blake3
 
-from vx.hashing import CACHE_FORMAT, output_spec
+from vx.globs import GlobSet
+from vx.hashing import CACHE_FORMAT, output_globs
 
 if TYPE_CHECKING:
     from vx.graph import Task
@@ -55,26 +56,31 @@ class Restored:
 
 def output_files(task: Task) -> list[Path]:
     """Files and symlinks under the task's project matching its ``outputs`` globs."""
+    return [Path(path) for path in output_paths(task)]
+
+
+def output_paths(task: Task) -> list[str]:
+    """Like :func:`output_files`, as sorted absolute path strings (the fast form)."""
     outputs = task.definition.outputs
     if not outputs:
         return []
-    spec = output_spec(task)
-    base = task.project.path
-    found: list[Path] = []
-    for start in sorted(_walk_roots(base, outputs)):
-        if start.is_symlink() or start.is_file():
-            if spec.match_file(start.relative_to(base).as_posix()):
-                found.append(start)
+    spec = output_globs(task)
+    base = str(task.project.path)
+    cut = len(base) + 1
+    found: set[str] = set()
+    for start in _walk_roots(task.project.path, outputs):
+        start_text = str(start)
+        if os.path.islink(start_text) or os.path.isfile(start_text):
+            if spec.match(start_text[cut:]):
+                found.add(start_text)
             continue
-        for directory, dirnames, filenames in os.walk(start):
-            dirnames.sort()
-            current = Path(directory)
-            names = sorted(filenames) + [d for d in dirnames if (current / d).is_symlink()]
-            for name in names:
-                path = current / name
-                if spec.match_file(path.relative_to(base).as_posix()):
-                    found.append(path)
-    return sorted(set(found))
+        for directory, dirnames, filenames in os.walk(start_text):
+            prefix = directory[cut:] + "/" if len(directory) >= cut else ""
+            links = [d for d in dirnames if os.path.islink(os.path.join(directory, d))]
+            for name in (*filenames, *links):
+                if spec.match(prefix + name):
+                    found.add(os.path.join(directory, name))
+    return sorted(found)
 
 
 def _walk_roots(base: Path, patterns: tuple[str, ...]) -> set[Path]:
@@ -97,7 +103,7 @@ def _walk_roots(base: Path, patterns: tuple[str, ...]) -> set[Path]:
     return roots
 
 
-def _file_digest(path: Path) -> str:
+def _file_digest(path: Path | str) -> str:
     hasher = blake3.blake3()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
@@ -220,8 +226,9 @@ def _parse_meta(tar: tarfile.TarFile, member: tarfile.TarInfo, compressed: int) 
 def outputs_current(task: Task, root: Path, meta: dict[str, Any]) -> bool:
     """Whether the outputs on disk already equal the entry's (stat first, then digest)."""
     recorded: dict[str, Any] = meta.get("outputs", {})
-    on_disk = {path.relative_to(root).as_posix(): path for path in output_files(task)}
-    if set(on_disk) != set(recorded):
+    cut = len(str(root)) + 1
+    on_disk = {path[cut:]: path for path in output_paths(task)}
+    if on_disk.keys() != recorded.keys():
         return False
     for name, entry in recorded.items():
         path = on_disk[name]
@@ -274,7 +281,7 @@ class _Staging:
 
 
 def _unpack(data: bytes, task: Task, root: Path, staging: _Staging) -> Restored:
-    spec = output_spec(task)
+    spec = output_globs(task)
     project = task.project.path
     project_rel = "" if project == root else project.relative_to(root).as_posix() + "/"
     meta: dict[str, Any] | None = None
@@ -307,7 +314,7 @@ def _unpack(data: bytes, task: Task, root: Path, staging: _Staging) -> Restored:
 
 
 def _check_staged_links(
-    staging: Path, staged: list[tuple[str, tarfile.TarInfo]], project_rel: str, spec: Any
+    staging: Path, staged: list[tuple[str, tarfile.TarInfo]], project_rel: str, spec: GlobSet
 ) -> None:
     """Each symlink checked alone stays inside the outputs, but a chain can still escape
     (``a/s -> .`` then ``x -> a/s/s/../../..``): resolve every one among all the staged
@@ -321,7 +328,7 @@ def _check_staged_links(
         if (
             not inside
             or not resolved.startswith(project_rel)
-            or not spec.match_file(resolved[len(project_rel) :])
+            or not spec.match(resolved[len(project_rel) :])
         ):
             raise ArtifactError(
                 f"refusing link {name!r} -> {member.linkname!r}: through other links it "
@@ -339,7 +346,7 @@ def _read_log(tar: tarfile.TarFile) -> bytes:
 
 
 def _check_member(
-    member: tarfile.TarInfo, project_rel: str, spec: Any, meta: dict[str, Any]
+    member: tarfile.TarInfo, project_rel: str, spec: GlobSet, meta: dict[str, Any]
 ) -> str:
     name = member.name
     normalized = posixpath.normpath(name)
@@ -359,7 +366,7 @@ def _check_member(
     relative = normalized[len(project_rel) :]
     if member.isdir():
         return normalized
-    if not spec.match_file(relative) or normalized not in meta.get("outputs", {}):
+    if not spec.match(relative) or normalized not in meta.get("outputs", {}):
         raise ArtifactError(f"refusing {name!r}: not one of the task's declared outputs")
     if member.issym() or member.islnk():
         target = member.linkname
@@ -370,7 +377,7 @@ def _check_member(
         else:
             resolved = posixpath.normpath(target)
         inside = resolved.startswith(project_rel) and not resolved.startswith("..")
-        if not inside or not spec.match_file(resolved[len(project_rel) :]):
+        if not inside or not spec.match(resolved[len(project_rel) :]):
             raise ArtifactError(
                 f"refusing link {name!r} -> {target!r}: it escapes the task's outputs"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -35,7 +36,8 @@ class Task:
 
     @property
     def cwd(self) -> Path:
-        return (self.project.path / self.definition.cwd).resolve()
+        cwd = self.definition.cwd
+        return self.project.path if cwd == "." else Path(os.path.normpath(self.project.path / cwd))
 
     @property
     def command(self) -> str | list[str] | None:

@@ -8,10 +8,10 @@ components contributed by plugins through ``vx_task_hash_components``.
 
 from __future__ import annotations
 
-import functools
 import json
 import marshal
 import os
+import posixpath
 import stat
 import time
 from collections.abc import Iterable, Mapping
@@ -23,9 +23,10 @@ import blake3
 
 from vx.environment import resolve_env_names
 from vx.errors import ConfigError
+from vx.globs import GlobSet, globs
 
 if TYPE_CHECKING:
-    from pathspec import GitIgnoreSpec, PathSpec
+    from pathspec import GitIgnoreSpec
 
     from vx.graph import Task, TaskGraph
     from vx.workspace import Project, Workspace
@@ -161,17 +162,6 @@ class FileHasher:
             self._dirty = False
         except OSError:
             pass
-
-
-def _spec(patterns: Iterable[str]) -> PathSpec[Any]:
-    return _compiled(tuple(patterns))
-
-
-@functools.lru_cache(maxsize=1024)
-def _compiled(patterns: tuple[str, ...]) -> PathSpec[Any]:
-    import pathspec
-
-    return pathspec.PathSpec.from_lines("gitignore", patterns)
 
 
 class FileLister:
@@ -348,9 +338,16 @@ def _ignored(path: Path, is_dir: bool, ignores: list[tuple[Path, GitIgnoreSpec]]
     return False
 
 
-def output_spec(task: Task) -> PathSpec[Any]:
+def output_globs(task: Task) -> GlobSet:
     """The task's ``outputs`` globs, relative to its project."""
-    return _spec(task.definition.outputs)
+    return globs(task.definition.outputs)
+
+
+def _relative_cwd(task: Task) -> str:
+    """The task's working directory relative to the workspace root (POSIX)."""
+    project = "." if task.project.relpath == "." else task.project.relpath
+    cwd = task.definition.cwd
+    return project if cwd == "." else posixpath.normpath(f"{project}/{cwd}")
 
 
 def _prefix(project: Project) -> str:
@@ -398,7 +395,7 @@ class KeyBuilder:
                 "task": {
                     "id": task.id,
                     "command": task.command,
-                    "cwd": os.path.relpath(task.cwd, self.workspace.root).replace(os.sep, "/"),
+                    "cwd": _relative_cwd(task),
                     "outputs": list(definition.outputs),
                     "inputs": list(definition.inputs) if definition.inputs is not None else None,
                     "env": list(definition.env),
@@ -433,11 +430,11 @@ class KeyBuilder:
         if not self.workspace.global_inputs:
             return {}
         root = str(self.workspace.root) + os.sep
-        spec = _spec(self.workspace.global_inputs)
+        spec = globs(self.workspace.global_inputs)
         literal = [p for p in self.workspace.global_inputs if not any(c in p for c in "*?[!")]
         root_project = next((p for p in self.workspace.projects.values() if p.relpath == "."), None)
         candidates = self.lister.files(root_project or self._root_project())
-        matched = sorted({*literal, *spec.match_files(candidates)})
+        matched = sorted({*literal, *spec.filter(candidates)})
         digests = self.hasher.digests([root + name for name in matched])
         return {name: digests[root + name] for name in matched}
 
@@ -458,7 +455,7 @@ class KeyBuilder:
         selected = self._selected.get(memo)
         if selected is None:
             try:
-                selected = list(_spec(patterns).match_files(self.lister.files(project)))
+                selected = globs(patterns).filter(self.lister.files(project))
             except ValueError as exc:
                 raise ConfigError(
                     f"invalid inputs glob: {exc}",
@@ -484,8 +481,8 @@ class KeyBuilder:
             own = tuple(p for p in definition.inputs if not p.startswith("^"))
             files = self._matching(project, own, task) if own else []
         if excluded:
-            outputs = _spec(excluded)
-            files = [name for name in files if not outputs.match_file(name)]
+            outputs = globs(excluded)
+            files = [name for name in files if not outputs.match(name)]
         prefix = _prefix(project)
         paths = [prefix + name for name in files]
         if upstream:

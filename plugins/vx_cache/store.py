@@ -53,6 +53,21 @@ def _write_tag(directory: Path) -> None:
         handle.write(_TAG)
 
 
+def _pack_log(log: bytes) -> bytes:
+    """Small logs are kept as is (``r`` prefix), larger ones zstd-compressed (``z``)."""
+    if len(log) < 4096:
+        return b"r" + log
+    return b"z" + zstandard.ZstdCompressor().compress(log)
+
+
+def _unpack_log(blob: bytes | None) -> bytes:
+    if not blob:
+        return b""
+    if blob[:1] == b"z":
+        return bytes(zstandard.ZstdDecompressor().decompress(blob[1:]))
+    return bytes(blob[1:])
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     key: str
@@ -166,11 +181,7 @@ class LocalCache:
         now = time.time()
         info = artifact.info
         row = (key, file, digest, artifact.task_id, len(artifact.data), artifact.duration_ms)
-        extra = (
-            (json.dumps(dict(info.outputs)), zstandard.ZstdCompressor().compress(info.log))
-            if info is not None
-            else (None, None)
-        )
+        extra = (json.dumps(dict(info.outputs)), _pack_log(info.log)) if info else (None, None)
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -198,7 +209,7 @@ class LocalCache:
             return None
         try:
             outputs = json.loads(row[0])
-            log = zstandard.ZstdDecompressor().decompress(row[1]) if row[1] else b""
+            log = _unpack_log(row[1])
         except (ValueError, zstandard.ZstdError):
             return None
         self._touched[key] = time.time()
