@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TURBO_VERSION = "2.11.11"
 TOOLS = Path(os.environ.get("VX_BENCH_TOOLS", Path.home() / ".cache" / "vx-bench"))
 QUIET_ENV = {
+    # Measure vx as installed by pip (byte-compiled), whatever the calling shell says.
+    "PYTHONDONTWRITEBYTECODE": "",
     "TURBO_TELEMETRY_DISABLED": "1",
     "DO_NOT_TRACK": "1",
     "TURBO_NO_UPDATE_NOTIFIER": "1",
@@ -363,6 +365,11 @@ def main() -> None:
     args = parser.parse_args()
 
     turbo = None if args.no_turbo else install_turbo()
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(ROOT / "vx"), str(ROOT / "plugins")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     all_scenarios = {"cold", "full-hit", "leaf-change", "root-change", "dry-json"}
     if args.quick:
         plan = [(50, all_scenarios, True), (200, {"full-hit", "leaf-change", "dry-json"}, True)]

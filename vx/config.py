@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import tomllib
 import types
 import typing
 from functools import cached_property
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from vx.errors import ConfigError, UsageError, did_you_mean
+from vx.usercache import cached_toml
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
@@ -27,6 +27,8 @@ __all__ = ["Config", "find_workspace_root", "format_validation_error", "read_tom
 
 def read_toml(path: Path) -> dict[str, Any]:
     """Parse ``path``; a syntax error names the file, line and column."""
+    import tomllib
+
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
@@ -50,7 +52,7 @@ def find_workspace_root(start: Path) -> tuple[Path, dict[str, Any]] | None:
         candidate = directory / "pyproject.toml"
         if not candidate.is_file():
             continue
-        data = read_toml(candidate)
+        data = cached_toml(candidate, read_toml)
         table = tool_vx(data)
         if table is None:
             continue

@@ -11,12 +11,13 @@ to always scan.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from vx.usercache import user_cache_dir
 
 __all__ = ["EntryPoint", "vx_entry_points"]
 
@@ -41,10 +42,11 @@ class EntryPoint:
 
 
 def _cache_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     identity = repr((sys.prefix, sys.version, sys.path[1:]))
-    digest = hashlib.blake2b(identity.encode(), digest_size=8).hexdigest()
-    return Path(base) / "vx" / f"entry-points-{digest}.json"
+    import blake3
+
+    digest = blake3.blake3(identity.encode()).hexdigest()[:16]
+    return user_cache_dir() / f"entry-points-{digest}.json"
 
 
 def _path_key() -> list[tuple[str, int]]:

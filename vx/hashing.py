@@ -12,10 +12,10 @@ import json
 import marshal
 import os
 import posixpath
+import re
 import stat
 import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CACHEDIR_TAG_SIGNATURE",
     "CACHE_FORMAT",
-    "DEFAULT_IGNORES",
+    "IGNORED_DIRS",
+    "IGNORED_FILES",
     "FileHasher",
     "FileLister",
     "KeyBuilder",
@@ -45,38 +46,32 @@ __all__ = [
 CACHE_FORMAT = 1
 
 #: Never inputs, even without a .gitignore (bytecode and tool caches would defeat the cache).
-IGNORED_DIRS = frozenset(
-    {
-        ".git",
-        ".vx",
-        "__pycache__",
-        ".pytest_cache",
-        ".mypy_cache",
-        ".ruff_cache",
-        ".tox",
-        ".nox",
-        ".venv",
-        "node_modules",
-    }
+IGNORED_DIRS = (
+    ".git",
+    ".vx",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".tox",
+    ".nox",
+    ".venv",
+    "node_modules",
+    "*.egg-info",
 )
-IGNORED_DIR_SUFFIXES = (".egg-info",)
-IGNORED_FILE_SUFFIXES = (".pyc", ".pyo", ".pyd")
-IGNORED_FILES = frozenset({".DS_Store"})
-#: The same rules as gitignore patterns (for the directory walker).
-DEFAULT_IGNORES = (
-    *(f"{name}/" for name in sorted(IGNORED_DIRS)),
-    *(f"*{suffix}/" for suffix in IGNORED_DIR_SUFFIXES),
-    *(f"*{suffix}" for suffix in IGNORED_FILE_SUFFIXES),
-    *sorted(IGNORED_FILES),
+IGNORED_FILES = ("*.pyc", "*.pyo", "*.pyd", ".DS_Store")
+_DEFAULT_IGNORED = re.compile(
+    "(?:^|/)(?:"
+    + "|".join(re.escape(d).replace(r"\*", "[^/]*") for d in IGNORED_DIRS)
+    + ")/|(?:^|/)(?:"
+    + "|".join(re.escape(f).replace(r"\*", "[^/]*") for f in IGNORED_FILES)
+    + ")$"
 )
 
 
 def default_ignored(relative: str) -> bool:
-    """Whether a POSIX path falls under :data:`DEFAULT_IGNORES` (fast, no globbing)."""
-    *directories, name = relative.split("/")
-    if name in IGNORED_FILES or name.endswith(IGNORED_FILE_SUFFIXES):
-        return True
-    return any(d in IGNORED_DIRS or d.endswith(IGNORED_DIR_SUFFIXES) for d in directories)
+    """Whether a POSIX path (directories with a trailing ``/``) is always ignored."""
+    return _DEFAULT_IGNORED.search(relative) is not None
 
 
 #: Files modified this recently are re-read even when their stat matches (racy mtime).
@@ -126,6 +121,8 @@ class FileHasher:
             else:
                 todo.append((path, st))
         if len(todo) > 8:
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
                 digests = list(pool.map(self._digest_one, todo))
         else:
@@ -165,7 +162,8 @@ class FileHasher:
 
 
 class FileLister:
-    """Lists a project's files, honouring .gitignore files and :data:`DEFAULT_IGNORES`."""
+    """Lists a project's files, honouring .gitignore files, :data:`IGNORED_DIRS` and
+    :data:`IGNORED_FILES`."""
 
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
@@ -256,9 +254,6 @@ class FileLister:
             return git.get(project.relpath, [])
         listing = self._listing.get(project.path)
         if listing is None:
-            import pathspec
-
-            defaults = pathspec.GitIgnoreSpec.from_lines(DEFAULT_IGNORES)
             ignores = list(self._root_ignores)
             relative = project.path.relative_to(self.workspace.root)
             # The .gitignore files between the root and the project, and the project's own.
@@ -269,7 +264,7 @@ class FileLister:
                     if spec is not None:
                         ignores.append((directory, spec))
             listing = []
-            self._walk(project.path, project.path, defaults, ignores, listing)
+            self._walk(project.path, project.path, ignores, listing)
             listing.sort()
             self._listing[project.path] = listing
         return listing
@@ -278,7 +273,6 @@ class FileLister:
         self,
         base: Path,
         directory: Path,
-        defaults: GitIgnoreSpec,
         ignores: list[tuple[Path, GitIgnoreSpec]],
         out: list[str],
     ) -> None:
@@ -294,12 +288,12 @@ class FileLister:
             path = Path(entry.path)
             is_dir = entry.is_dir(follow_symlinks=False)
             relative = path.relative_to(base).as_posix() + ("/" if is_dir else "")
-            if defaults.match_file(relative) or _ignored(path, is_dir, ignores):
+            if default_ignored(relative) or _ignored(path, is_dir, ignores):
                 continue
             if is_dir:
                 if path in self._project_dirs or _is_cache_dir(path):
                     continue
-                self._walk(base, path, defaults, ignores, out)
+                self._walk(base, path, ignores, out)
             else:
                 out.append(relative)
 

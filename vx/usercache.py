@@ -1,0 +1,50 @@
+"""Small per-user caches that make start-up cheap (``$XDG_CACHE_HOME/vx``, default
+``~/.cache/vx``). Everything here is derived data: deleting the directory is always safe."""
+
+from __future__ import annotations
+
+import marshal
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["cached_toml", "user_cache_dir"]
+
+
+def user_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "vx"
+
+
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def cached_toml(path: Path, parse: Any) -> dict[str, Any]:
+    """``parse(path)``, remembered per file until its stat changes (TOML files whose values
+    marshal cannot hold, such as dates, are simply parsed every time)."""
+    key = _stat_key(path)
+    import blake3
+
+    digest = blake3.blake3(str(path).encode()).hexdigest()[:24]
+    entry = user_cache_dir() / "toml" / f"{digest}.marshal"
+    try:
+        recorded, data = marshal.loads(entry.read_bytes())
+        if recorded == key and isinstance(data, dict):
+            return data
+    except (OSError, EOFError, ValueError, TypeError):
+        pass
+    data = parse(path)
+    try:
+        blob = marshal.dumps((key, data))
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        temporary = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+        temporary.write_bytes(blob)
+        os.replace(temporary, entry)
+    except (OSError, ValueError):
+        pass
+    return dict(data)
