@@ -13,16 +13,17 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from vx import _log
-from vx.artifacts import ArtifactError, Restored, outputs_current, pack, unpack
 from vx.caching import Artifact, ArtifactInfo, CacheLayer, CorruptArtifactError
 from vx.errors import UsageError
 from vx.execution import OutputCallback, TaskResult, TaskStatus
 from vx.explain import ManifestStore, explain
 from vx.hashing import FileHasher, KeyBuilder
+from vx.outputs import Restored, outputs_current
 
 if TYPE_CHECKING:
     import asyncio
 
+    from vx.artifacts import ArtifactError
     from vx.config import Config
     from vx.graph import Task, TaskGraph
 
@@ -178,6 +179,8 @@ class TaskCache:
     async def restore(self, task: Task, on_output: OutputCallback) -> TaskResult | None:
         import asyncio
 
+        from vx.artifacts import ArtifactError
+
         hook = self.config.hook
         key = task.hash
         if key is None or not task.definition.cache or self.force:
@@ -258,6 +261,8 @@ class TaskCache:
 
     def _fetch(self, layer: CacheLayer, task: Task, key: str) -> tuple[Artifact, Restored] | None:
         """Read and restore in one worker-thread hop."""
+        from vx.artifacts import unpack
+
         try:
             artifact = layer.get(key)
         except CorruptArtifactError:
@@ -283,7 +288,7 @@ class TaskCache:
                 once=False,
             )
         else:
-            self._layer_failed(layer, "use", ArtifactError(f"artifact {key[:16]} refused: {exc}"))
+            self._layer_failed(layer, "use", type(exc)(f"artifact {key[:16]} refused: {exc}"))
 
     async def _backfill(self, source: CacheLayer, artifact: Artifact) -> None:
         import asyncio
@@ -333,6 +338,8 @@ class TaskCache:
         self, task: Task, result: TaskResult, meta: dict[str, Any], local: CacheLayer | None
     ) -> Artifact:
         """Archive the outputs and save them locally in one worker-thread hop."""
+        from vx.artifacts import pack
+
         data, outputs = pack(task, self.root, result.output, meta)
         artifact = Artifact(
             key=meta["key"],

@@ -46,7 +46,9 @@ class ManifestStore:
     def save(self, task_id: str, key: str, manifest: dict[str, Any]) -> None:
         if self.index.get(task_id) == key:
             return
-        _write_atomic(self._path(task_id), json.dumps({"key": key, "manifest": manifest}))
+        # Not atomic on purpose (it is on the per-task path): a torn file reads as "no
+        # previous manifest", which only weakens the explanation of one miss.
+        _write(self._path(task_id), json.dumps({"key": key, "manifest": manifest}))
         self.index[task_id] = key
         self._dirty = True
 
@@ -55,6 +57,17 @@ class ManifestStore:
         if self._dirty:
             _write_atomic(self.directory / "index.json", json.dumps(self.index))
             self._dirty = False
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        try:
+            path.write_text(text)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    except OSError:
+        pass
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -74,6 +74,9 @@ def default_ignored(relative: str) -> bool:
     return _DEFAULT_IGNORED.search(relative) is not None
 
 
+#: Files at least this big are hashed in worker threads.
+_PARALLEL_SIZE = 256 * 1024
+
 #: Files modified this recently are re-read even when their stat matches (racy mtime).
 _RACY_SECONDS = 2.0
 
@@ -120,15 +123,20 @@ class FileHasher:
                 result[path] = cached[4]
             else:
                 todo.append((path, st))
-        if len(todo) > 8:
+        # Small files are cheaper to hash inline than to hand to a thread; large ones are
+        # hashed in parallel (blake3 releases the GIL).
+        large = [item for item in todo if item[1].st_size >= _PARALLEL_SIZE]
+        for item in todo:
+            if item[1].st_size < _PARALLEL_SIZE:
+                result[item[0]] = self._digest_one(item)
+        if len(large) > 1:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-                digests = list(pool.map(self._digest_one, todo))
+                for (path, _), digest in zip(large, pool.map(self._digest_one, large), strict=True):
+                    result[path] = digest
         else:
-            digests = [self._digest_one(item) for item in todo]
-        for (path, _), digest in zip(todo, digests, strict=True):
-            result[path] = digest
+            result.update((path, self._digest_one((path, st))) for path, st in large)
         return result
 
     def _digest_one(self, item: tuple[str, os.stat_result]) -> str:

@@ -4,14 +4,14 @@ clean cancellation, emitting lifecycle events to plugins."""
 from __future__ import annotations
 
 import heapq
-import secrets
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from vx.environment import task_environment
+from vx.environment import TaskEnvironments
 from vx.errors import EXIT_INTERRUPTED
 from vx.execution import (
     CommandSpec,
@@ -54,7 +54,7 @@ class RunCache(Protocol):
 
 def new_run_id() -> str:
     """Sortable and unique: ``20261121T104455-3fa2c1``."""
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + os.urandom(3).hex()
 
 
 class Runner:
@@ -89,7 +89,11 @@ class Runner:
         self._running: dict[str, asyncio.Task[TaskResult]] = {}
         self._stopping = False
         env_mode = getattr(config.option, "env_mode", None) or config.settings.env_mode
-        self._loose_env = env_mode == "loose"
+        self._environments = TaskEnvironments(
+            root=graph.workspace.root,
+            global_env=graph.workspace.global_env,
+            loose=env_mode == "loose",
+        )
 
     def run(self) -> RunInfo:
         """Run to completion (or interruption); returns the finished :class:`RunInfo`.
@@ -259,12 +263,7 @@ class Runner:
             spec = CommandSpec(
                 argv=["/bin/sh", "-c", command] if isinstance(command, str) else command,
                 cwd=task.cwd,
-                env=task_environment(
-                    task,
-                    root=self.graph.workspace.root,
-                    global_env=self.graph.workspace.global_env,
-                    loose=self._loose_env,
-                ),
+                env=self._environments.for_task(task),
             )
             spec = hook.wrap_command(task, spec, self.config)
             code = await self.executor.execute(task, spec, on_output)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import platform
+import os
 import sys
 from functools import cache
 from typing import TYPE_CHECKING
@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 @cache
 def _interpreter() -> str:
     version = ".".join(map(str, sys.version_info[:2]))
-    return f"{platform.python_implementation()}-{version}-{sys.platform}-{platform.machine()}"
+    machine = os.uname().machine if hasattr(os, "uname") else "unknown"
+    return f"{sys.implementation.name}-{version}-{sys.platform}-{machine}"
 
 
 @vx.hookimpl

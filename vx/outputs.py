@@ -1,0 +1,111 @@
+"""A task's declared outputs on disk: finding them and comparing them with a cache entry.
+
+Kept apart from :mod:`vx.artifacts` (tar, zstd) so that a hit whose outputs are already in
+place is checked without importing the archive machinery.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import blake3
+
+from vx.hashing import output_globs
+
+if TYPE_CHECKING:
+    from vx.graph import Task
+
+__all__ = ["Restored", "file_digest", "output_files", "output_paths", "outputs_current"]
+
+
+@dataclass(slots=True)
+class Restored:
+    meta: dict[str, Any]
+    log: bytes
+    extracted: bool
+    """False when the outputs on disk already matched and nothing was written."""
+
+
+def output_files(task: Task) -> list[Path]:
+    """Files and symlinks under the task's project matching its ``outputs`` globs."""
+    return [Path(path) for path in output_paths(task)]
+
+
+def output_paths(task: Task) -> list[str]:
+    """Like :func:`output_files`, as sorted absolute path strings (the fast form)."""
+    outputs = task.definition.outputs
+    if not outputs:
+        return []
+    spec = output_globs(task)
+    base = str(task.project.path)
+    cut = len(base) + 1
+    found: set[str] = set()
+    for start in _walk_roots(task.project.path, outputs):
+        start_text = str(start)
+        if os.path.islink(start_text) or os.path.isfile(start_text):
+            if spec.match(start_text[cut:]):
+                found.add(start_text)
+            continue
+        for directory, dirnames, filenames in os.walk(start_text):
+            prefix = directory[cut:] + "/" if len(directory) >= cut else ""
+            links = [d for d in dirnames if os.path.islink(os.path.join(directory, d))]
+            for name in (*filenames, *links):
+                if spec.match(prefix + name):
+                    found.add(os.path.join(directory, name))
+    return sorted(found)
+
+
+def _walk_roots(base: Path, patterns: tuple[str, ...]) -> set[Path]:
+    """The deepest literal directory of each positive pattern (``dist/**`` -> ``dist``)."""
+    roots: set[Path] = set()
+    for pattern in patterns:
+        if pattern.startswith("!"):
+            continue
+        parts = pattern.strip("/").split("/")
+        literal: list[str] = []
+        for part in parts:
+            if any(c in part for c in "*?["):
+                break
+            literal.append(part)
+        if len(literal) == len(parts):
+            literal = literal[:-1] if len(parts) > 1 else literal
+        start = base.joinpath(*literal) if literal else base
+        if start.exists() or start.is_symlink():
+            roots.add(start)
+    return roots
+
+
+def file_digest(path: Path | str) -> str:
+    hasher = blake3.blake3()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def outputs_current(task: Task, root: Path, meta: dict[str, Any]) -> bool:
+    """Whether the outputs on disk already equal the entry's (stat first, then digest)."""
+    recorded: dict[str, Any] = meta.get("outputs", {})
+    cut = len(str(root)) + 1
+    on_disk = {path[cut:]: path for path in output_paths(task)}
+    if on_disk.keys() != recorded.keys():
+        return False
+    for name, entry in recorded.items():
+        path = on_disk[name]
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return False
+        if entry.get("type") == "symlink":
+            if not stat.S_ISLNK(st.st_mode) or os.readlink(path) != entry.get("target"):
+                return False
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_size != entry.get("size"):
+            return False
+        if st.st_mtime_ns != entry.get("mtime_ns") and file_digest(path) != entry.get("digest"):
+            return False
+    return True
