@@ -388,7 +388,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vx-bench-") as tmp:
         workdir = Path(tmp)
         for projects, scenarios, with_turbo in plan:
-            shape = Shape(projects=projects)
+            # The N = 2000 target is stated for 40,000 files: 20 per project.
+            shape = Shape(projects=projects, files=20 if projects >= 2000 else Shape.files)
             found, extra = run_size(shape, turbo if with_turbo else None, reps, workdir, scenarios)
             results += found
             extras[str(projects)] = extra

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +85,7 @@ class TaskCache:
         self._uploads: set[asyncio.Task[None]] = set()
         self._probed: dict[str, str | None] = {}
         self._ready: dict[str, tuple[CacheLayer, Restored]] = {}
+        self._layer_infos: dict[str, Mapping[str, ArtifactInfo]] = {}
         components = {task.id: config.hook.task_hash_components(task, config) for task in graph}
         hasher = FileHasher(self.vx_dir / "stat-cache")
         self.keys = KeyBuilder(graph, hasher, components)
@@ -242,16 +244,23 @@ class TaskCache:
         duration = (time.monotonic() - start) * 1000
         return TaskResult(task, TaskStatus.CACHED, 0, duration, restored.log, cache=details)
 
+    def _infos(self, layer: CacheLayer) -> Mapping[str, ArtifactInfo]:
+        """The layer's ``info_many`` for every cacheable task of the run, asked once."""
+        infos = self._layer_infos.get(layer.name)
+        if infos is None:
+            info_many = getattr(layer, "info_many", None)
+            keys = [t.hash for t in self.graph if t.hash and t.definition.cache]
+            try:
+                infos = info_many(keys) if callable(info_many) and keys else {}
+            except Exception:
+                infos = {}  # the full read reports problems
+            self._layer_infos[layer.name] = infos
+        return infos
+
     def _restore_from_info(self, layer: CacheLayer, task: Task, key: str) -> Restored | None:
         """A hit without reading the archive: the layer knows the entry's outputs and log,
         and the outputs on disk already match them."""
-        info_of = getattr(layer, "info", None)
-        if not callable(info_of):
-            return None
-        try:
-            info = info_of(key)
-        except Exception:
-            return None  # the full read below reports problems
+        info = self._infos(layer).get(key)
         if not isinstance(info, ArtifactInfo):
             return None
         meta = {"outputs": info.outputs, "duration_ms": info.duration_ms}

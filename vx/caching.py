@@ -51,10 +51,12 @@ class CacheLayer(Protocol):
     and never fails the run.
 
     Optional methods: ``delete(key)``, called for an entry whose archive turned
-    out to be corrupt or hostile; and ``info(key) -> ArtifactInfo | None``, the
-    output listing and log stored by ``put`` from ``artifact.info`` (counts as a
-    hit for the layer's bookkeeping). When the outputs on disk already match,
-    the kernel restores the task from ``info`` without calling ``get``.
+    out to be corrupt or hostile; and ``info_many(keys) -> Mapping[str,
+    ArtifactInfo]``, the output listing and log stored by ``put`` from
+    ``artifact.info`` for those of ``keys`` the layer holds (each counts as a hit
+    for the layer's bookkeeping). The kernel asks once per run for every
+    cacheable task; when a task's outputs on disk already match its entry, the
+    task is restored from that information without calling ``get``.
     """
 
     name: str

@@ -218,6 +218,10 @@ def _main(args: list[str]) -> int:
     except VxError as exc:
         root_error = exc
     root, root_data = found if found else (None, None)
+    if root is not None and ("run" in args or "why" in args):
+        from vx.hashing import prefetch_listing
+
+        prefetch_listing(root)
     if root is not None and root_data is not None:
         table = tool_vx(root_data) or {}
         root_file = str(root / "pyproject.toml")

@@ -30,6 +30,7 @@ __all__ = [
     "UsageError",
     "VxError",
     "did_you_mean",
+    "some_names",
 ]
 
 EXIT_OK = 0
@@ -79,3 +80,11 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
 
     matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean '{matches[0]}'?)" if matches else ""
+
+
+def some_names(names: list[str], limit: int = 12) -> str:
+    """``a, b, c``, or ``a, b, ... (and 40 more)`` for long lists in messages."""
+    if not names:
+        return "none"
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown}, ... (and {len(names) - limit} more)"

@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from vx.errors import UsageError, did_you_mean
+from vx.errors import UsageError, did_you_mean, some_names
 from vx.workspace import Workspace, normalize_name
 
 __all__ = ["FilterSpec", "parse_filter", "select_projects"]
@@ -89,7 +89,7 @@ def _match(workspace: Workspace, spec: FilterSpec, invocation_dir: Path) -> set[
         raise UsageError(
             f"--filter {spec.text!r}: no project named '{selector}'"
             f"{did_you_mean(pattern, workspace.projects)}; "
-            f"projects: {', '.join(workspace.projects)}"
+            f"projects: {some_names(list(workspace.projects))}"
         )
     return matched
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vx.errors import ConfigError, CycleError, UsageError, did_you_mean
+from vx.errors import ConfigError, CycleError, UsageError, did_you_mean, some_names
 from vx.workspace import Project, TaskDefinition, Workspace, normalize_name
 
 __all__ = ["Task", "TaskGraph", "build_task_graph", "task_id"]
@@ -151,7 +151,7 @@ def build_task_graph(
             )
             raise UsageError(
                 f"{where} has a task named '{name}'{did_you_mean(name, all_task_names)}; "
-                f"known tasks: {', '.join(sorted(all_task_names)) or 'none'}"
+                f"known tasks: {some_names(sorted(all_task_names))}"
             )
 
     tasks: dict[str, Task] = {}

@@ -169,6 +169,52 @@ class FileHasher:
             pass
 
 
+_GIT_LS_FILES = ("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+_prefetched: dict[Path, Any] = {}
+
+
+def prefetch_listing(root: Path) -> None:
+    """Start ``git ls-files`` for ``root`` in the background (vx then loads plugins and the
+    workspace while git lists files); :class:`FileLister` collects the result."""
+    if os.environ.get("VX_NO_GIT_LISTING") or root in _prefetched:
+        return
+    import subprocess
+
+    try:
+        _prefetched[root] = subprocess.Popen(
+            _GIT_LS_FILES,
+            cwd=root,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError:
+        return
+
+
+def _git_ls_files(root: Path) -> bytes | None:
+    """Every non-ignored file under ``root`` per git (NUL-separated), or None outside a git
+    work tree."""
+    if os.environ.get("VX_NO_GIT_LISTING"):
+        return None
+    import subprocess
+
+    process = _prefetched.pop(root, None)
+    try:
+        if process is None:
+            process = subprocess.Popen(
+                _GIT_LS_FILES,
+                cwd=root,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+        output, _ = process.communicate()
+    except OSError:
+        return None
+    return output if process.returncode == 0 else None
+
+
 class FileLister:
     """Lists a project's files, honouring .gitignore files, :data:`IGNORED_DIRS` and
     :data:`IGNORED_FILES`."""
@@ -193,22 +239,10 @@ class FileLister:
         if self._git_tried:
             return self._git
         self._git_tried = True
-        if os.environ.get("VX_NO_GIT_LISTING"):
+        output = _git_ls_files(self.workspace.root)
+        if output is None:
             return None
-        import subprocess
-
-        try:
-            completed = subprocess.run(
-                ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                cwd=self.workspace.root,
-                capture_output=True,
-                check=False,
-            )
-        except OSError:
-            return None
-        if completed.returncode != 0:
-            return None
-        names = [n for n in completed.stdout.decode(errors="surrogateescape").split("\0") if n]
+        names = [n for n in output.decode(errors="surrogateescape").split("\0") if n]
         projects = {
             ("" if p.relpath == "." else p.relpath): p.relpath
             for p in self.workspace.projects.values()
@@ -221,22 +255,39 @@ class FileLister:
             if name.endswith("/CACHEDIR.TAG")
             and _is_cache_dir(self.workspace.root / name[: -len("/CACHEDIR.TAG")])
         }
+        # Files come grouped by directory: decide once per directory who owns it (the
+        # innermost project) and whether it is ignored, then only look at the file name.
+        owners: dict[str, tuple[str, int] | None] = {}
         for name in sorted(set(names)):
-            if name.endswith("/") or default_ignored(name):
+            if name.endswith("/"):
                 continue
-            directory = name.rpartition("/")[0]
-            while True:
-                if directory in cache_dirs:
-                    break
-                owner = projects.get(directory)
-                if owner is not None:
-                    listing[owner].append(name[len(directory) + 1 :] if directory else name)
-                    break
-                if not directory:
-                    break
-                directory = directory.rpartition("/")[0]
+            directory, _, filename = name.rpartition("/")
+            if directory not in owners:
+                owners[directory] = self._owner(directory, projects, cache_dirs)
+            owner = owners[directory]
+            if owner is None or _DEFAULT_IGNORED.search(filename):
+                continue
+            listing[owner[0]].append(name[owner[1] :])
         self._git = listing
         return listing
+
+    @staticmethod
+    def _owner(
+        directory: str, projects: dict[str, str], cache_dirs: set[str]
+    ) -> tuple[str, int] | None:
+        """``(project relpath, prefix length to strip)`` for files in ``directory``, or None
+        when the directory is ignored."""
+        if directory and default_ignored(directory + "/"):
+            return None
+        while True:
+            if directory in cache_dirs:
+                return None
+            owner = projects.get(directory)
+            if owner is not None:
+                return owner, len(directory) + 1 if directory else 0
+            if not directory:
+                return None
+            directory = directory.rpartition("/")[0]
 
     def _ignores_above(self, root: Path) -> list[tuple[Path, GitIgnoreSpec]]:
         """.gitignore files from the git top level (or the workspace root) down to ``root``."""
@@ -375,6 +426,7 @@ class KeyBuilder:
         self.lister = FileLister(self.workspace)
         self.manifests: dict[str, dict[str, Any]] = {}
         self._selected: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        self._own_inputs: dict[tuple[str, tuple[str, ...] | None, tuple[str, ...]], list[str]] = {}
 
     def compute(self) -> dict[str, str]:
         """Fill ``task.hash`` for every task; returns ``{task_id: key}``."""
@@ -448,7 +500,6 @@ class KeyBuilder:
             name=ROOT_PROJECT,
             path=self.workspace.root,
             relpath=".",
-            pyproject=self.workspace.root / "pyproject.toml",
         )
 
     def _matching(self, project: Project, patterns: tuple[str, ...], task: Task) -> list[str]:
@@ -473,20 +524,27 @@ class KeyBuilder:
         task's own outputs."""
         definition = task.definition
         project = task.project
+        own: tuple[str, ...] | None = None
+        upstream: list[str] = []
         if definition.inputs is None:
             excluded = tuple(o for t in project.tasks.values() for o in t.outputs)
-            files = self.lister.files(project)
-            upstream: list[str] = []
         else:
             excluded = definition.outputs
             upstream = [p[1:] for p in definition.inputs if p.startswith("^")]
             own = tuple(p for p in definition.inputs if not p.startswith("^"))
-            files = self._matching(project, own, task) if own else []
-        if excluded:
-            outputs = globs(excluded)
-            files = [name for name in files if not outputs.match(name)]
-        prefix = _prefix(project)
-        paths = [prefix + name for name in files]
+        memo = (project.name, own, excluded)
+        paths = self._own_inputs.get(memo)
+        if paths is None:
+            if own is None:
+                files = self.lister.files(project)
+            else:
+                files = self._matching(project, own, task) if own else []
+            if excluded:
+                outputs = globs(excluded)
+                files = [name for name in files if not outputs.match(name)]
+            prefix = _prefix(project)
+            paths = self._own_inputs[memo] = [prefix + name for name in files]
+        paths = list(paths)
         if upstream:
             patterns = tuple(upstream)
             for dependency in self._transitive_projects(project):

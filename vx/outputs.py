@@ -44,24 +44,33 @@ def output_paths(task: Task) -> list[str]:
     base = str(task.project.path)
     cut = len(base) + 1
     found: set[str] = set()
-    for start in _walk_roots(task.project.path, outputs):
-        start_text = str(start)
-        if os.path.islink(start_text) or os.path.isfile(start_text):
-            if spec.match(start_text[cut:]):
-                found.add(start_text)
+    for start in _walk_roots(base, outputs):
+        try:
+            mode = os.lstat(start).st_mode
+        except OSError:
             continue
-        for directory, dirnames, filenames in os.walk(start_text):
-            prefix = directory[cut:] + "/" if len(directory) >= cut else ""
-            links = [d for d in dirnames if os.path.islink(os.path.join(directory, d))]
-            for name in (*filenames, *links):
-                if spec.match(prefix + name):
-                    found.add(os.path.join(directory, name))
+        if not stat.S_ISDIR(mode):
+            if spec.match(start[cut:]):
+                found.add(start)
+            continue
+        pending = [start]
+        while pending:
+            try:
+                entries = os.scandir(pending.pop())
+            except OSError:
+                continue
+            with entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                    elif spec.match(entry.path[cut:]):
+                        found.add(entry.path)
     return sorted(found)
 
 
-def _walk_roots(base: Path, patterns: tuple[str, ...]) -> set[Path]:
+def _walk_roots(base: str, patterns: tuple[str, ...]) -> set[str]:
     """The deepest literal directory of each positive pattern (``dist/**`` -> ``dist``)."""
-    roots: set[Path] = set()
+    roots: set[str] = set()
     for pattern in patterns:
         if pattern.startswith("!"):
             continue
@@ -73,9 +82,7 @@ def _walk_roots(base: Path, patterns: tuple[str, ...]) -> set[Path]:
             literal.append(part)
         if len(literal) == len(parts):
             literal = literal[:-1] if len(parts) > 1 else literal
-        start = base.joinpath(*literal) if literal else base
-        if start.exists() or start.is_symlink():
-            roots.add(start)
+        roots.add(os.path.join(base, *literal) if literal else base)
     return roots
 
 

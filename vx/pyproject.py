@@ -192,7 +192,6 @@ def _project(
         name=name,
         path=directory,
         relpath="." if is_root else directory.relative_to(root).as_posix(),
-        pyproject=file,
         dependencies=tuple(dependencies),
         tasks=tasks,
     )

@@ -45,10 +45,14 @@ class Project:
     """Absolute directory of the project."""
     relpath: str
     """POSIX path relative to the workspace root (``"."`` for the root project)."""
-    pyproject: Path
     dependencies: tuple[str, ...] = ()
     """Names of workspace projects this project depends on."""
     tasks: Mapping[str, TaskDefinition] = field(default_factory=dict)
+
+    @property
+    def pyproject(self) -> Path:
+        """The file the project is declared in (named in configuration errors)."""
+        return self.path / "pyproject.toml"
 
 
 @dataclass(frozen=True, slots=True)

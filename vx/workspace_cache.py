@@ -9,13 +9,14 @@ list are unchanged.
 from __future__ import annotations
 
 import copyreg
-import hashlib
 import os
 import pickle
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import blake3
 
 from vx._version import __version__
 from vx.workspace import Workspace
@@ -63,6 +64,15 @@ def freeze_settings(value: Any) -> Any:
     return value
 
 
+def _layout() -> tuple[tuple[str, ...], ...]:
+    """The fields of the pickled classes: a changed model never loads an old pickle."""
+    from dataclasses import fields
+
+    from vx.workspace import Project, TaskDefinition
+
+    return tuple(tuple(f.name for f in fields(cls)) for cls in (Workspace, Project, TaskDefinition))
+
+
 def _stat(path: Path) -> tuple[int, int, int] | None:
     try:
         st = os.stat(path)
@@ -79,8 +89,8 @@ class WorkspaceCache:
         env = sorted(
             (k, v) for k, v in os.environ.items() if k.startswith("VX_") and k not in _IGNORED_ENV
         )
-        digest = hashlib.blake2b(repr((sorted(plugins), env)).encode(), digest_size=16)
-        self.signature = (_FORMAT, __version__, sys.version_info[:2], digest.hexdigest())
+        digest = blake3.blake3(repr((sorted(plugins), env, _layout())).encode()).hexdigest()
+        self.signature = (_FORMAT, __version__, sys.version_info[:2], digest)
 
     def load(self) -> tuple[Workspace, Any] | None:
         """The cached ``(workspace, settings view)`` if still valid."""

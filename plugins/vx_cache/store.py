@@ -9,7 +9,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,21 +199,26 @@ class LocalCache:
         if old is not None and old[0] != file:
             (self.artifacts / old[0]).unlink(missing_ok=True)
 
-    def info(self, key: str) -> ArtifactInfo | None:
-        """The entry's output listing and log from the index alone (no archive read)."""
+    def info_many(self, keys: Sequence[str]) -> dict[str, ArtifactInfo]:
+        """The output listing and log of every entry among ``keys``, from the index alone."""
+        found: dict[str, ArtifactInfo] = {}
+        wanted = list(dict.fromkeys(keys))
         with self._connect() as db:
-            row = db.execute(
-                "SELECT info, log, duration_ms FROM entries WHERE key = ?", (key,)
-            ).fetchone()
-        if row is None or row[0] is None:
-            return None
-        try:
-            outputs = json.loads(row[0])
-            log = _unpack_log(row[1])
-        except (ValueError, zstandard.ZstdError):
-            return None
-        self._touched[key] = time.time()
-        return ArtifactInfo(outputs=outputs, log=log, duration_ms=row[2])
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                rows = db.execute(
+                    "SELECT key, info, log, duration_ms FROM entries WHERE info IS NOT NULL "
+                    f"AND key IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+                for key, info, log, duration_ms in rows:
+                    try:
+                        found[key] = ArtifactInfo(json.loads(info), _unpack_log(log), duration_ms)
+                    except (ValueError, zstandard.ZstdError):
+                        continue
+        now = time.time()
+        self._touched.update(dict.fromkeys(found, now))
+        return found
 
     def delete(self, key: str) -> None:
         with self._connect() as db:
