@@ -156,6 +156,9 @@ def scenario(
             if before:
                 before(tool, -1)
             tool.run(*args)
+    # Let the kernel write back what the warm-up (or the previous scenario) wrote, so that
+    # disk writeback does not land in the measured runs.
+    os.sync()
     for rep in range(reps):
         for tool in tools if rep % 2 == 0 else list(reversed(tools)):
             if before:
@@ -305,6 +308,17 @@ def run_size(
     return results, extra
 
 
+def _plan_entry(text: str, all_scenarios: set[str]) -> tuple[int, set[str], bool]:
+    size, _, rest = text.partition(":")
+    with_turbo = not rest.startswith("vx:") and rest != "vx"
+    rest = rest.removeprefix("vx").removeprefix(":")
+    scenarios = all_scenarios if rest in ("", "all") else set(rest.split(","))
+    unknown = scenarios - all_scenarios
+    if unknown:
+        sys.exit(f"--plan {text}: unknown scenario(s) {', '.join(sorted(unknown))}")
+    return int(size), scenarios, with_turbo
+
+
 def versions(turbo: Path | None) -> dict[str, str]:
     import vx
 
@@ -359,6 +373,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="vx vs Turborepo benchmarks")
     parser.add_argument("--quick", action="store_true", help="small sizes, few repetitions")
     parser.add_argument("--sizes", type=int, nargs="*", help="project counts to run")
+    parser.add_argument(
+        "--plan",
+        nargs="*",
+        metavar="N[:vx]:SCENARIOS",
+        help="explicit plan, e.g. 50:all 500:full-hit,dry-json 2000:vx:full-hit "
+        "(':vx' measures vx alone)",
+    )
     parser.add_argument("--reps", type=int, help="measured runs per scenario and tool")
     parser.add_argument("--no-turbo", action="store_true", help="measure vx alone")
     parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
@@ -380,6 +401,9 @@ def main() -> None:
         reps = args.reps or 5
     if args.sizes:
         plan = [(n, all_scenarios, True) for n in args.sizes]
+    if args.plan:
+        plan = [_plan_entry(text, all_scenarios) for text in args.plan]
+        reps = args.reps or 3
 
     info = versions(turbo)
     print(f"vx {info['vx']} vs turbo {info.get('turbo', '-')} on {info['machine']}", flush=True)

@@ -114,23 +114,23 @@ class TaskGraph:
         return order
 
     def transitive_dependents(self, id: str) -> set[str]:
-        seen: set[str] = set()
-        stack = list(self.tasks[id].dependents)
-        while stack:
-            node = stack.pop()
-            if node not in seen:
-                seen.add(node)
-                stack.extend(self.tasks[node].dependents)
-        return seen
+        return self._reach(id, dependents=True)
 
     def transitive_dependencies(self, id: str) -> set[str]:
+        return self._reach(id, dependents=False)
+
+    def _reach(self, id: str, *, dependents: bool) -> set[str]:
+        def edges(node: str) -> list[str]:
+            task = self.tasks[node]
+            return task.dependents if dependents else task.dependencies
+
         seen: set[str] = set()
-        stack = list(self.tasks[id].dependencies)
+        stack = list(edges(id))
         while stack:
             node = stack.pop()
             if node not in seen:
                 seen.add(node)
-                stack.extend(self.tasks[node].dependencies)
+                stack.extend(edges(node))
         return seen
 
 
@@ -209,7 +209,6 @@ def _resolve_dependency(
 ) -> list[Project]:
     """Projects whose task ``spec`` (``^t``, ``t`` or ``proj#t``) names."""
     key = f"tool.vx.tasks.{task}.depends_on[{index}]"
-    file = str(project.pyproject)
     if spec.startswith("^"):
         name = spec[1:]
         return _upstream_with_task(workspace, project, name)
@@ -219,14 +218,14 @@ def _resolve_dependency(
         if other_key not in workspace.projects:
             raise ConfigError(
                 f"unknown project '{other}'{did_you_mean(other_key, workspace.projects)}",
-                file=file,
+                file=str(project.pyproject),
                 key=key,
             )
         if name not in workspace.projects[other_key].tasks:
             tasks = workspace.projects[other_key].tasks
             raise ConfigError(
                 f"project '{other_key}' has no task '{name}'{did_you_mean(name, tasks)}",
-                file=file,
+                file=str(project.pyproject),
                 key=key,
             )
         return [workspace.projects[other_key]]
@@ -235,7 +234,7 @@ def _resolve_dependency(
             f"project '{project.name}' has no task '{spec}'{did_you_mean(spec, project.tasks)}"
             " (use '^name' for a task of the dependency projects, 'project#name' for another"
             " project's task)",
-            file=file,
+            file=str(project.pyproject),
             key=key,
         )
     return [project]

@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: Bump when the manifest layout or artifact format changes: every key changes with it.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 #: Never inputs, even without a .gitignore (bytecode and tool caches would defeat the cache).
 IGNORED_DIRS = (
@@ -79,6 +79,16 @@ _PARALLEL_SIZE = 256 * 1024
 
 #: Files modified this recently are re-read even when their stat matches (racy mtime).
 _RACY_SECONDS = 2.0
+
+
+def manifest_key(manifest: Mapping[str, Any]) -> str:
+    """blake3 of the manifest's canonical form: the manifest without ``inputs`` as JSON with
+    sorted keys, then one ``path NUL digest`` line per input file in path order."""
+    header = {key: value for key, value in manifest.items() if key != "inputs"}
+    hasher = blake3.blake3(json.dumps(header, sort_keys=True, separators=(",", ":")).encode())
+    inputs: Mapping[str, str] = manifest["inputs"]
+    hasher.update("".join(f"\n{path}\0{inputs[path]}" for path in sorted(inputs)).encode())
+    return hasher.hexdigest()
 
 
 def digest_text(text: str | bytes) -> str:
@@ -464,8 +474,7 @@ class KeyBuilder:
                     for name, value in sorted(self.plugin_components.get(task.id, {}).items())
                 },
             }
-            canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
-            key = digest_text(canonical)
+            key = manifest_key(manifest)
             task.hash = key
             keys[task.id] = key
             self.manifests[task.id] = manifest

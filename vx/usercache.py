@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cached_toml", "user_cache_dir"]
+__all__ = ["cached_toml", "file_identity", "user_cache_dir"]
 
 
 def user_cache_dir() -> Path:
@@ -16,7 +16,8 @@ def user_cache_dir() -> Path:
     return Path(base) / "vx"
 
 
-def _stat_key(path: Path) -> tuple[int, int, int] | None:
+def file_identity(path: Path | str) -> tuple[int, int, int] | None:
+    """``(mtime_ns, size, inode)``, or None when ``path`` does not exist."""
     try:
         st = os.stat(path)
     except OSError:
@@ -27,7 +28,7 @@ def _stat_key(path: Path) -> tuple[int, int, int] | None:
 def cached_toml(path: Path, parse: Any) -> dict[str, Any]:
     """``parse(path)``, remembered per file until its stat changes (TOML files whose values
     marshal cannot hold, such as dates, are simply parsed every time)."""
-    key = _stat_key(path)
+    key = file_identity(path)
     import blake3
 
     digest = blake3.blake3(str(path).encode()).hexdigest()[:24]

@@ -13,12 +13,14 @@ import os
 import pickle
 import sys
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import blake3
 
 from vx._version import __version__
+from vx.usercache import file_identity
 from vx.workspace import Workspace
 
 __all__ = ["SettingsView", "WorkspaceCache", "freeze_settings"]
@@ -73,14 +75,6 @@ def _layout() -> tuple[tuple[str, ...], ...]:
     return tuple(tuple(f.name for f in fields(cls)) for cls in (Workspace, Project, TaskDefinition))
 
 
-def _stat(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
 class WorkspaceCache:
     """``.vx/workspace.pickle`` for one invocation's plugins and environment."""
 
@@ -100,7 +94,7 @@ class WorkspaceCache:
                 if not isinstance(header, dict) or header.get("signature") != self.signature:
                     return None
                 for path, recorded in header["stats"]:
-                    if _stat(path) != recorded:
+                    if file_identity(path) != recorded:
                         return None
                 workspace, settings = pickle.load(handle)
         except _UNREADABLE:
@@ -114,7 +108,10 @@ class WorkspaceCache:
         if not workspace.config_files:
             return
         watched = [*workspace.config_files, *workspace.watch_dirs]
-        header = {"signature": self.signature, "stats": [(str(p), _stat(p)) for p in watched]}
+        header = {
+            "signature": self.signature,
+            "stats": [(str(p), file_identity(p)) for p in watched],
+        }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
@@ -122,7 +119,8 @@ class WorkspaceCache:
                 pickle.dump(header, handle, protocol=pickle.HIGHEST_PROTOCOL)
                 pickler = pickle.Pickler(handle, protocol=pickle.HIGHEST_PROTOCOL)
                 pickler.dispatch_table = {**copyreg.dispatch_table, type(self.path): _reduce_path}
-                pickler.dump((workspace, settings))
+                # What decides validity is in the header; the loaded workspace needs no copy.
+                pickler.dump((replace(workspace, config_files=(), watch_dirs=()), settings))
             os.replace(temporary, self.path)
         except (OSError, pickle.PicklingError, TypeError, AttributeError):
             return

@@ -1,0 +1,103 @@
+"""The start-up caches: a warm run stays correct when anything they depend on changes, and
+does not import what it does not need (measured by imports, never by time)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from vx.testing import VxWorkspace
+
+Make = Callable[..., VxWorkspace]
+
+FILES = {
+    "pyproject.toml": '[tool.vx]\nmembers = ["packages/*"]\n',
+    "packages/core/pyproject.toml": (
+        '[project]\nname = "core"\n\n[tool.vx.tasks.build]\n'
+        'cmd = "mkdir -p dist && cp src/a.py dist/a.py"\noutputs = ["dist/**"]\n'
+    ),
+    "packages/core/src/a.py": "A = 1\n",
+    "packages/app/pyproject.toml": (
+        '[project]\nname = "app"\ndependencies = ["core"]\n\n[tool.vx.tasks.build]\n'
+        'cmd = "true"\ndepends_on = ["^build"]\n'
+    ),
+}
+
+
+def _imported(ws: VxWorkspace, *args: str) -> tuple[set[str], str]:
+    """Modules a ``vx`` subprocess imported (from ``-X importtime``), and its stdout."""
+    import subprocess
+
+    completed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "vx", *args],
+        cwd=ws.path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    modules = {
+        line.rpartition("|")[2].strip()
+        for line in completed.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    return modules, completed.stdout
+
+
+def test_a_warm_full_hit_imports_no_heavy_module(vx_workspace: Make) -> None:
+    ws = vx_workspace(FILES)
+    assert ws.run_subprocess("run", "build").exit_code == 0
+    cold, _ = _imported(ws, "run", "build", "--force")
+    assert "asyncio" in cold  # --force runs the tasks: the scheduler is needed
+    warm, out = _imported(ws, "run", "build")
+    assert "2 cached, 2 total" in out
+    for heavy in ("pydantic", "pydantic_settings", "asyncio", "tomllib", "pathspec", "tarfile"):
+        assert heavy not in warm, f"a warm full hit imported {heavy}"
+
+
+def test_a_workspace_cache_from_another_layout_is_ignored(vx_workspace: Make) -> None:
+    ws = vx_workspace(FILES)
+    assert ws.run("run", "build", "--dry=json").exit_code == 0
+    pickle_path = ws.path / ".vx" / "workspace.pickle"
+    assert pickle_path.is_file()
+    pickle_path.write_bytes(b"\x80\x05not a pickle at all")
+    result = ws.run("run", "build")
+    assert result.exit_code == 0, result.output
+    assert result.outcomes == {"core#build": "success", "app#build": "success"}
+    assert pickle_path.read_bytes().startswith(b"\x80")  # rewritten
+    assert ws.run("run", "build").outcomes == {"core#build": "cached", "app#build": "cached"}
+
+
+def test_an_edited_root_pyproject_is_read_again(vx_workspace: Make) -> None:
+    ws = vx_workspace(FILES)
+    assert ws.run_subprocess("run", "build").exit_code == 0
+    ws.write({"pyproject.toml": FILES["pyproject.toml"] + 'required_plugins = ["vx-absent>=1"]\n'})
+    result = ws.run_subprocess("run", "build")
+    assert result.exit_code == 78, result.output
+    assert "vx-absent" in result.stderr
+
+
+def test_a_distribution_installed_between_runs_is_discovered(
+    vx_workspace: Make, tmp_path: Path, user_cache: Path
+) -> None:
+    ws = vx_workspace(FILES)
+    site = tmp_path / "site"
+    site.mkdir()
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    before = ws.run_subprocess("plugins", "--json", env=env)
+    assert "late" not in {p["name"] for p in json.loads(before.stdout)["plugins"]}
+    assert any(user_cache.glob("entry-points-*.json")), "the entry points were not cached"
+    (site / "vx_late_plugin.py").write_text(
+        "import vx\n\n@vx.hookimpl\ndef vx_configure(config):\n    pass\n"
+    )
+    dist_info = site / "vx_late-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: vx-late\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text("[vx]\nlate = vx_late_plugin\n")
+    after = ws.run_subprocess("plugins", "--json", env=env)
+    plugins = {p["name"]: p for p in json.loads(after.stdout)["plugins"]}
+    assert plugins["late"]["distribution"] == "vx-late"
