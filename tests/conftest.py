@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +18,15 @@ def _private_user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
     mp.undo()
 
 
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the environment running the suite: no colours, not on GitHub Actions, no
+    ``VX_*`` overrides (cache directory, concurrency, plugins ...)."""
+    for name in list(os.environ):
+        if name.startswith("VX_") or name in ("GITHUB_ACTIONS", "FORCE_COLOR", "NO_COLOR"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def user_cache() -> Path:
-    import os
-
     return Path(os.environ["XDG_CACHE_HOME"]) / "vx"

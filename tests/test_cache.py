@@ -13,7 +13,6 @@ import json
 import os
 import random
 import sqlite3
-import stat
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from vx import Artifact
 from vx.artifacts import read_meta
 from vx.hashing import CACHE_FORMAT, FileHasher, digest_text
 from vx.testing import RunResult, VxWorkspace
+from vx.testing import snapshot_tree as snapshot
 
 Make = Callable[[dict[str, Any]], VxWorkspace]
 
@@ -112,25 +112,6 @@ def assert_index_whole(cache_dir: Path, *, orphans: bool = False) -> list[dict[s
     return rows
 
 
-def snapshot(root: Path, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Everything under ``root`` (type, mode, content or link target), minus ``skip`` prefixes."""
-    tree: dict[str, Any] = {}
-    for directory, dirnames, filenames in os.walk(root):
-        for name in sorted(dirnames + filenames):
-            path = Path(directory) / name
-            relative = path.relative_to(root).as_posix()
-            if any(relative == s or relative.startswith(s + "/") for s in skip):
-                continue
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                tree[relative] = ("link", os.readlink(path))
-            elif stat.S_ISREG(st.st_mode):
-                tree[relative] = ("file", stat.S_IMODE(st.st_mode), path.read_bytes())
-            elif stat.S_ISDIR(st.st_mode):
-                tree[relative] = ("dir",)
-            else:
-                tree[relative] = ("other", st.st_mode)
-    return tree
 
 
 def outputs_snapshot(ws: VxWorkspace) -> dict[str, Any]:

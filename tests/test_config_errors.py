@@ -4,23 +4,12 @@ mean" where it helps — the documented exit code, and never a traceback (unless
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from vx.testing import RunResult, VxWorkspace
-
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever the environment running the suite: no colours, not on GitHub Actions, no
-    ``VX_*`` overrides (cache directory, concurrency, plugins ...)."""
-    for name in list(os.environ):
-        if name.startswith("VX_") or name in ("GITHUB_ACTIONS", "FORCE_COLOR", "NO_COLOR"):
-            monkeypatch.delenv(name)
-
 
 Make = Callable[[dict[str, Any]], VxWorkspace]
 

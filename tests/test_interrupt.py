@@ -21,15 +21,6 @@ Make = Callable[[dict[str, Any]], VxWorkspace]
 EXIT_INTERRUPTED = 130
 
 
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever the environment running the suite: no colours, not on GitHub Actions, no
-    ``VX_*`` overrides (cache directory, concurrency, plugins ...)."""
-    for name in list(os.environ):
-        if name.startswith("VX_") or name in ("GITHUB_ACTIONS", "FORCE_COLOR", "NO_COLOR"):
-            monkeypatch.delenv(name)
-
-
 def alive(pid: int) -> bool:
     """Whether ``pid`` is a live process (a zombie nobody reaps counts as dead)."""
     try:

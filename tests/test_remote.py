@@ -18,7 +18,6 @@ import io
 import json
 import os
 import secrets
-import stat
 import tarfile
 import time
 from collections import Counter
@@ -40,7 +39,7 @@ from remote_servers import (  # noqa: E402
 )
 
 from vx.hashing import CACHE_FORMAT  # noqa: E402
-from vx.testing import RunResult, VxWorkspace  # noqa: E402
+from vx.testing import RunResult, VxWorkspace, snapshot_tree  # noqa: E402
 
 # Fixtures: turbo_server, turbo_server_signed, fake_remote.
 pytest_plugins = ["remote_servers"]
@@ -201,21 +200,7 @@ def assert_token_absent(result: RunResult, ws: VxWorkspace, token: str) -> None:
 
 def tree(root: Path, *, skip: tuple[str, ...] = (".vx",)) -> dict[str, Any]:
     """Type, mode and content (or link target) of everything under ``root``."""
-    found: dict[str, Any] = {}
-    for directory, dirnames, filenames in os.walk(root):
-        for name in sorted(dirnames + filenames):
-            path = Path(directory) / name
-            relative = path.relative_to(root).as_posix()
-            if any(relative == s or relative.startswith(s + "/") for s in skip):
-                continue
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                found[relative] = ("link", os.readlink(path))
-            elif stat.S_ISREG(st.st_mode):
-                found[relative] = ("file", stat.S_IMODE(st.st_mode), path.read_bytes())
-            elif stat.S_ISDIR(st.st_mode):
-                found[relative] = ("dir",)
-    return found
+    return snapshot_tree(root, skip=skip)
 
 
 def outputs(ws: VxWorkspace) -> dict[str, Any]:

@@ -15,16 +15,6 @@ import pytest
 
 from vx.testing import RunResult, VxWorkspace
 
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever the environment running the suite: no colours, not on GitHub Actions, no
-    ``VX_*`` overrides (cache directory, concurrency, plugins ...)."""
-    for name in list(os.environ):
-        if name.startswith("VX_") or name in ("GITHUB_ACTIONS", "FORCE_COLOR", "NO_COLOR"):
-            monkeypatch.delenv(name)
-
-
 Make = Callable[[dict[str, Any]], VxWorkspace]
 
 CORE, API, WEB, TOOLS = "acme-core", "acme-api", "acme-web", "tools"

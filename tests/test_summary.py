@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable
@@ -13,16 +12,6 @@ from typing import Any
 import pytest
 
 from vx.testing import VxWorkspace
-
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever the environment running the suite: no colours, not on GitHub Actions, no
-    ``VX_*`` overrides (cache directory, concurrency, plugins ...)."""
-    for name in list(os.environ):
-        if name.startswith("VX_") or name in ("GITHUB_ACTIONS", "FORCE_COLOR", "NO_COLOR"):
-            monkeypatch.delenv(name)
-
 
 Make = Callable[[dict[str, Any]], VxWorkspace]
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["RunResult", "VxWorkspace", "vx_workspace", "write_files"]
+__all__ = ["RunResult", "VxWorkspace", "snapshot_tree", "vx_workspace", "write_files"]
 
 Files = Mapping[str, "str | bytes | Mapping[str, Any]"]
 
@@ -73,6 +73,30 @@ def write_files(root: Path, files: Files) -> None:
             path.write_text(content)
         else:
             path.write_text(tomli_w.dumps(dict(content)))
+
+
+def snapshot_tree(root: Path, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Everything under ``root`` (type, mode, content or link target), minus ``skip`` prefixes:
+    compare two snapshots to prove what a run changed on disk, and what it did not."""
+    import stat
+
+    tree: dict[str, Any] = {}
+    for directory, dirnames, filenames in os.walk(root):
+        for name in sorted(dirnames + filenames):
+            path = Path(directory) / name
+            relative = path.relative_to(root).as_posix()
+            if any(relative == s or relative.startswith(s + "/") for s in skip):
+                continue
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                tree[relative] = ("link", os.readlink(path))
+            elif stat.S_ISREG(st.st_mode):
+                tree[relative] = ("file", stat.S_IMODE(st.st_mode), path.read_bytes())
+            elif stat.S_ISDIR(st.st_mode):
+                tree[relative] = ("dir",)
+            else:
+                tree[relative] = ("other", st.st_mode)
+    return tree
 
 
 class VxWorkspace:
