@@ -134,6 +134,9 @@ class TaskCache:
         found = None
         if task.definition.cache and not self.force and task.hash:
             for layer in self.readable:
+                if task.hash in self._infos(layer):  # one batched query per layer
+                    found = layer.name
+                    break
                 try:
                     if layer.has(task.hash):
                         found = layer.name

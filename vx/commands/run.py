@@ -171,7 +171,9 @@ def dry_run_document(config: Config, graph: TaskGraph, cache: TaskCache) -> dict
 def _dry_run(config: Config, graph: TaskGraph, cache: TaskCache) -> int:
     document = dry_run_document(config, graph, cache)
     if config.option.dry == "json":
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        # Compact: the document is for tools (pipe it through `jq` to read it), and the
+        # C encoder is several times faster than indented output on large workspaces.
+        sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
         return 0
     out = sys.stdout
     out.write(f"Plan: {len(graph)} task(s), concurrency {document['concurrency']}\n")
