@@ -3,6 +3,7 @@ task templates, the root project and ``^task`` pass-through — driven as a user
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -174,7 +175,7 @@ def test_concurrency_from_config_and_percentage(vx_workspace: Make) -> None:
     # -j beats [tool.vx] concurrency; a percentage is at least 1.
     plan = ws.run("run", "work", "--dry=json", "-j", "1%")
     assert plan.exit_code == 0, plan.output
-    assert '"concurrency": 1' in plan.stdout
+    assert json.loads(plan.stdout)["concurrency"] == 1
 
 
 # -- --continue modes ----------------------------------------------------------------------
