@@ -61,13 +61,3 @@ def warning(message: str, *, once: bool = True, **fields: Any) -> None:
             return
         _warned.add(message)
     get_logger().warning(message, **fields)
-
-
-def info(message: str, **fields: Any) -> None:
-    if _VERBOSITY >= 1:
-        get_logger().info(message, **fields)
-
-
-def debug(message: str, **fields: Any) -> None:
-    if _VERBOSITY >= 2:
-        get_logger().debug(message, **fields)

@@ -114,23 +114,14 @@ class TaskGraph:
         return order
 
     def transitive_dependents(self, id: str) -> set[str]:
-        return self._reach(id, dependents=True)
-
-    def transitive_dependencies(self, id: str) -> set[str]:
-        return self._reach(id, dependents=False)
-
-    def _reach(self, id: str, *, dependents: bool) -> set[str]:
-        def edges(node: str) -> list[str]:
-            task = self.tasks[node]
-            return task.dependents if dependents else task.dependencies
-
+        """Every task that (directly or not) waits for ``id``."""
         seen: set[str] = set()
-        stack = list(edges(id))
+        stack = list(self.tasks[id].dependents)
         while stack:
             node = stack.pop()
             if node not in seen:
                 seen.add(node)
-                stack.extend(edges(node))
+                stack.extend(self.tasks[node].dependents)
         return seen
 
 

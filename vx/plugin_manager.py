@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -362,7 +361,3 @@ def plugin_hooks(pm: VxPluginManager, plugin: object) -> list[str]:
 def env_plugin_list() -> list[str]:
     """Plugin modules named by ``VX_PLUGINS`` (comma-separated)."""
     return [name for name in os.environ.get("VX_PLUGINS", "").split(",") if name.strip()]
-
-
-def module_file(plugin: object) -> str | None:
-    return getattr(plugin, "__file__", None) if isinstance(plugin, types.ModuleType) else None
