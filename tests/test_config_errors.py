@@ -619,3 +619,14 @@ def test_warm_run_sees_new_members_and_edited_tasks(vx_workspace: Make) -> None:
     (ws.path / "packages/new/pyproject.toml").unlink()
     second = ws.run("run", "build", "--dry=json")
     assert "acme-new#build" not in second.stdout
+
+
+def test_an_unknown_task_in_a_large_workspace_lists_a_few_names(vx_workspace: Make) -> None:
+    tasks = {f"task{index:02d}": {"cmd": "true"} for index in range(30)}
+    ws = workspace(vx_workspace, api=api(tasks))
+    result = ws.run("run", "tsk07")
+    assert result.exit_code == 2, result.output
+    assert "did you mean 'task07'?" in result.stderr
+    assert "task00, task01" in result.stderr
+    assert "(and 20 more)" in result.stderr  # 30 here, and build and lint of acme-core
+    assert "task29" not in result.stderr

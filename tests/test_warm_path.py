@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from vx.testing import VxWorkspace
 
 Make = Callable[..., VxWorkspace]
@@ -59,7 +61,7 @@ def test_a_warm_full_hit_imports_no_heavy_module(vx_workspace: Make) -> None:
         assert heavy not in warm, f"a warm full hit imported {heavy}"
 
 
-def test_a_workspace_cache_from_another_layout_is_ignored(vx_workspace: Make) -> None:
+def test_an_unreadable_workspace_cache_is_rebuilt(vx_workspace: Make) -> None:
     ws = vx_workspace(FILES)
     assert ws.run("run", "build", "--dry=json").exit_code == 0
     pickle_path = ws.path / ".vx" / "workspace.pickle"
@@ -101,3 +103,22 @@ def test_a_distribution_installed_between_runs_is_discovered(
     after = ws.run_subprocess("plugins", "--json", env=env)
     plugins = {p["name"]: p for p in json.loads(after.stdout)["plugins"]}
     assert plugins["late"]["distribution"] == "vx-late"
+
+
+def test_a_workspace_cache_written_for_another_data_layout_is_not_loaded(
+    vx_workspace: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache key includes the fields of the pickled classes: after an upgrade that changes
+    them, an old pickle would load into the wrong fields."""
+    import vx.workspace_cache
+
+    ws = vx_workspace(FILES)
+    assert ws.run("run", "build", "--dry=json").exit_code == 0
+    pickle_path = ws.path / ".vx" / "workspace.pickle"
+    written = pickle_path.read_bytes()
+    assert ws.run("run", "build", "--dry=json").exit_code == 0
+    assert pickle_path.read_bytes() == written  # valid: loaded, not rewritten
+    monkeypatch.setattr(vx.workspace_cache, "_layout", lambda: (("another", "layout"),))
+    result = ws.run("run", "build", "--dry=json")
+    assert result.exit_code == 0, result.output
+    assert pickle_path.read_bytes() != written  # ignored and written again for this layout

@@ -68,14 +68,18 @@ def _listed_dirs(root: Path, glob: str) -> set[Path] | None:
         for directory in current:
             if not directory.is_dir():
                 continue
-            listed.add(directory)
             if any(char in part for char in "*?["):
+                listed.add(directory)  # a new or removed entry changes what matches
                 following.update(p for p in directory.glob(part) if p.is_dir())
             else:
-                following.add(directory / part)
+                child = directory / part
+                if not child.is_dir():
+                    listed.add(directory)  # watch for it to appear
+                following.add(child)
         current = following
-    # Adding a pyproject.toml to a matched directory changes that directory's mtime.
-    return listed | {directory for directory in current if directory.is_dir()}
+    # A pyproject.toml appearing in a matched directory changes that directory's mtime; one
+    # that exists is a config file (its removal is noticed through its own stat).
+    return listed | {d for d in current if d.is_dir() and not (d / "pyproject.toml").is_file()}
 
 
 def _watch_dirs(root: Path, members: list[str]) -> tuple[Path, ...] | None:
