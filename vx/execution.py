@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 from vx.graph import Task
 
 __all__ = [
+    "PASSED",
     "CommandSpec",
     "ContinueMode",
     "Executor",
@@ -51,6 +52,12 @@ class TaskStatus(StrEnum):
     """Not started: a dependency failed, or the run stopped first."""
     CANCELLED = "cancelled"
     """Started, then terminated by vx (fail-fast or interruption)."""
+    FLAKY = "flaky"
+    """Failed, then passed on a retry (``retries``); counts as successful."""
+
+
+#: Statuses after which a task's dependents may run.
+PASSED = frozenset({TaskStatus.SUCCESS, TaskStatus.CACHED, TaskStatus.FLAKY})
 
 
 @dataclass(slots=True)
@@ -65,6 +72,15 @@ class TaskResult:
     """Combined stdout and stderr, as captured."""
     cache: dict[str, Any] = field(default_factory=dict)
     """Cache details: at least ``{"status": "hit" | "miss" | "disabled"}``."""
+    attempts: int = 0
+    """Times the command was started in this run (``1 +`` retries used); 0 when it never
+    was (cache hits, tasks without a command, skipped tasks)."""
+    start_ms: float | None = None
+    """When the task started, in milliseconds since the run started (None: skipped);
+    it ended at ``start_ms + duration_ms``."""
+    slot: int | None = None
+    """The concurrency slot (``0 .. concurrency - 1``) the task ran in (None: skipped).
+    Hits completed before scheduling starts run in slot 0."""
 
 
 @dataclass(slots=True)
@@ -82,6 +98,8 @@ class RunInfo:
     exit_code: int | None = None
     duration_ms: float | None = None
     interrupted: bool = False
+    concurrency: int | None = None
+    """The concurrency limit of the run (``-j``)."""
     summary_path: Path | None = None
     """Where the run summary JSON was written (set by the summary plugin)."""
 

@@ -148,9 +148,11 @@ def vx_cache_layers(config: Config) -> list[CacheLayer] | None:
 def vx_task_priorities(graph: TaskGraph, config: Config) -> Mapping[str, float] | None:
     """Return ``{task_id: priority}``; higher runs first among ready tasks.
 
-    firstresult. Called once per run. The default priority of every task is the
-    number of its transitive dependents; the mapping overrides it per task (tasks
-    missing from it keep the default). Ties keep topological order.
+    firstresult. Called at most once per run, when the scheduler first orders ready
+    tasks: a run whose tasks are all cache hits with their outputs in place never
+    asks. By then ``task.hash`` is set for every task. The default priority of every
+    task is the number of its transitive dependents; the mapping overrides it per
+    task (tasks missing from it keep the default). Ties keep topological order.
     """
 
 
@@ -208,12 +210,21 @@ def vx_task_output(task: Task, data: bytes) -> None:
 @hookspec
 def vx_task_finish(result: TaskResult, run: RunInfo) -> None:
     """Called once per task of the run with its final :class:`~vx.execution.TaskResult`,
-    including tasks that were skipped or cancelled."""
+    including tasks that were skipped or cancelled.
+
+    Besides status, exit code, duration, output and cache details, the result carries
+    ``attempts`` (commands started: ``1 +`` retries used; a task that failed and then
+    passed on a retry has status ``flaky``), ``start_ms`` (its start, in milliseconds
+    since the run started; it ended at ``start_ms + duration_ms``) and ``slot`` (the
+    concurrency slot it ran in, ``0 .. run.concurrency - 1``); both None when skipped.
+    """
 
 
 @hookspec
 def vx_run_finish(run: RunInfo, config: Config) -> None:
     """Called once after the last task, with ``run.exit_code`` and ``run.results`` set.
 
-    Also called after an interruption (``run.interrupted``).
+    Also called after an interruption (``run.interrupted``). ``run.concurrency`` is the
+    run's concurrency limit. The terminal reporter prints its summary from a ``trylast``
+    implementation; a plugin adding lines after it uses ``trylast`` too.
     """

@@ -227,4 +227,5 @@ def _task_definition(
         pass_env=tuple(merged.pass_env),
         cache=merged.cache,
         cwd=merged.cwd,
+        retries=merged.retries,
     )

@@ -9,11 +9,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 from vx.environment import TaskEnvironments
 from vx.errors import EXIT_INTERRUPTED
 from vx.execution import (
+    PASSED,
     CommandSpec,
     ContinueMode,
     OutputCallback,
@@ -68,7 +70,7 @@ class Runner:
         *,
         concurrency: int,
         continue_mode: ContinueMode,
-        priorities: Mapping[str, float] | None,
+        priorities: Mapping[str, float] | Callable[[], Mapping[str, float] | None] | None,
         cache: RunCache | None = None,
         task_names: list[str] | None = None,
     ) -> None:
@@ -78,14 +80,16 @@ class Runner:
         self.concurrency = max(1, concurrency)
         self.continue_mode = continue_mode
         self.cache = cache
-        default = {task.id: float(len(graph.transitive_dependents(task.id))) for task in graph}
-        self.priorities = {**default, **(priorities or {})}
+        self._priorities = priorities
         self.run_info = RunInfo(
             run_id=new_run_id(),
             started_at=time.time(),
             tasks=[task.id for task in graph],
             task_names=task_names or [],
+            concurrency=self.concurrency,
         )
+        self._start = time.monotonic()
+        self._free_slots = list(range(self.concurrency))
         self._running: dict[str, asyncio.Task[TaskResult]] = {}
         self._stopping = False
         env_mode = getattr(config.option, "env_mode", None) or config.settings.env_mode
@@ -103,7 +107,7 @@ class Runner:
         needed when something must run or be extracted.
         """
         hook = self.config.hook
-        start = time.monotonic()
+        start = self._start = time.monotonic()
         hook.run_start(self.run_info, self.graph, self.config)
         self._complete_ready_hits()
         if len(self.run_info.results) < len(self.graph):
@@ -123,21 +127,40 @@ class Runner:
         hook.run_finish(self.run_info, self.config)
         return self.run_info
 
+    def priorities(self) -> dict[str, float]:
+        """Every task's priority: the number of its transitive dependents, overridden by
+        ``vx_task_priorities`` (asked here, once, when the scheduler first needs them)."""
+        given = self._priorities() if callable(self._priorities) else self._priorities
+        graph = self.graph
+        default = {task.id: float(len(graph.transitive_dependents(task.id))) for task in graph}
+        return {**default, **(given or {})}
+
+    def _offset_ms(self) -> float:
+        return (time.monotonic() - self._start) * 1000
+
     def _complete_ready_hits(self) -> None:
         cache = self.cache
         if cache is None:
             return
         results = self.run_info.results
-        ok = (TaskStatus.SUCCESS, TaskStatus.CACHED)
         for task in self.graph:
-            if any(d not in results or results[d].status not in ok for d in task.dependencies):
+            if any(d not in results or results[d].status not in PASSED for d in task.dependencies):
                 continue
             if task.command is not None and not cache.can_restore_now(task):
                 continue
+            start_ms = self._offset_ms()
             self.config.hook.task_start(task, self.run_info)
             if task.command is None:
                 self._finish(
-                    TaskResult(task, TaskStatus.SUCCESS, 0, 0.0, cache={"status": "disabled"})
+                    TaskResult(
+                        task,
+                        TaskStatus.SUCCESS,
+                        0,
+                        0.0,
+                        cache={"status": "disabled"},
+                        start_ms=start_ms,
+                        slot=0,
+                    )
                 )
                 continue
 
@@ -146,6 +169,7 @@ class Runner:
 
             hit = cache.restore_now(task, on_output)
             assert hit is not None
+            hit.start_ms, hit.slot = start_ms, 0
             self._finish(hit)
 
     async def _run(self) -> None:
@@ -160,15 +184,18 @@ class Runner:
     def _exit_code(self) -> int:
         if self.run_info.interrupted:
             return EXIT_INTERRUPTED
-        failed = [
-            r.exit_code for r in self.run_info.results.values() if r.status == TaskStatus.FAILED
-        ]
-        return max(max(failed), 1) if failed else 0
+        results = self.run_info.results.values()
+        failed = [r.exit_code for r in results if r.status == TaskStatus.FAILED]
+        if failed:
+            return max(max(failed), 1)
+        flaky = any(r.status == TaskStatus.FLAKY for r in results)
+        return 1 if flaky and self.config.settings.fail_on_flaky else 0
 
     async def _schedule(self) -> None:
         import asyncio
 
         order = {task.id: index for index, task in enumerate(self.graph)}
+        priorities = self.priorities()
         results = self.run_info.results
         waiting = {
             task.id: sum(d not in results for d in task.dependencies)
@@ -178,7 +205,7 @@ class Runner:
         ready: list[tuple[float, int, str]] = []
 
         def push(id: str) -> None:
-            heapq.heappush(ready, (-self.priorities.get(id, 0.0), order[id], id))
+            heapq.heappush(ready, (-priorities.get(id, 0.0), order[id], id))
 
         for id, count in waiting.items():
             if count == 0:
@@ -186,15 +213,18 @@ class Runner:
         while (ready and not self._stopping) or self._running:
             while ready and not self._stopping and len(self._running) < self.concurrency:
                 _, _, id = heapq.heappop(ready)
-                self._running[id] = asyncio.create_task(self._execute(self.graph[id]))
+                slot = heapq.heappop(self._free_slots)
+                self._running[id] = asyncio.create_task(self._execute(self.graph[id], slot))
             done, _ = await asyncio.wait(
                 self._running.values(), return_when=asyncio.FIRST_COMPLETED
             )
             for completed in done:
                 result = completed.result()
                 del self._running[result.task.id]
+                assert result.slot is not None
+                heapq.heappush(self._free_slots, result.slot)
                 self._finish(result)
-                ok = result.status in (TaskStatus.SUCCESS, TaskStatus.CACHED)
+                ok = result.status in PASSED
                 failed = result.status == TaskStatus.FAILED
                 if failed and self.continue_mode == ContinueMode.NEVER:
                     self._stop()
@@ -233,31 +263,45 @@ class Runner:
         self.run_info.results[result.task.id] = result
         self.config.hook.task_finish(result, self.run_info)
 
-    async def _execute(self, task: Task) -> TaskResult:
+    def _retries(self, task: Task) -> int:
+        retries = task.definition.retries
+        return self.config.settings.retries if retries is None else retries
+
+    async def _execute(self, task: Task, slot: int) -> TaskResult:
+        """Look ``task`` up in the cache, else run it (again after a failure, up to its
+        ``retries``); the result carries ``slot`` and its start offset."""
         import asyncio
 
         hook = self.config.hook
+        start_ms = self._offset_ms()
         hook.task_start(task, self.run_info)
         start = time.monotonic()
         output = bytearray()
+        attempt_start = 0
 
         def on_output(data: bytes) -> None:
             output.extend(data)
             hook.task_output(task, data)
 
-        def elapsed() -> float:
-            return (time.monotonic() - start) * 1000
+        def result(status: TaskStatus, code: int, attempts: int = 0) -> TaskResult:
+            elapsed = (time.monotonic() - start) * 1000
+            return TaskResult(
+                task, status, code, elapsed, bytes(output), cache_details, attempts, start_ms, slot
+            )
 
         cache_details: dict[str, object] = {
             "status": "disabled" if not task.definition.cache else "miss"
         }
         command = task.command
         if command is None:
-            return TaskResult(task, TaskStatus.SUCCESS, 0, elapsed(), cache={"status": "disabled"})
+            cache_details = {"status": "disabled"}
+            return result(TaskStatus.SUCCESS, 0)
+        attempts = 0
         try:
             if self.cache is not None:
                 hit = await self.cache.restore(task, on_output)
                 if hit is not None:
+                    hit.start_ms, hit.slot = start_ms, slot
                     return hit
                 cache_details = self.cache.details(task)
             spec = CommandSpec(
@@ -266,18 +310,18 @@ class Runner:
                 env=self._environments.for_task(task),
             )
             spec = hook.wrap_command(task, spec, self.config)
-            code = await self.executor.execute(task, spec, on_output)
+            code = -1
+            while code != 0 and attempts <= self._retries(task):
+                attempts += 1
+                attempt_start = len(output)
+                code = await self.executor.execute(task, spec, on_output)
         except asyncio.CancelledError:
-            return TaskResult(
-                task,
-                TaskStatus.CANCELLED,
-                128 + signal.SIGTERM,
-                elapsed(),
-                bytes(output),
-                cache=cache_details,
-            )
-        status = TaskStatus.SUCCESS if code == 0 else TaskStatus.FAILED
-        result = TaskResult(task, status, code, elapsed(), bytes(output), cache=cache_details)
-        if status == TaskStatus.SUCCESS and self.cache is not None and task.definition.cache:
-            await self.cache.save(task, result)
-        return result
+            return result(TaskStatus.CANCELLED, 128 + signal.SIGTERM, attempts)
+        if code != 0:
+            return result(TaskStatus.FAILED, code, attempts)
+        done = result(TaskStatus.SUCCESS if attempts == 1 else TaskStatus.FLAKY, 0, attempts)
+        if self.cache is not None and task.definition.cache:
+            # A failure is never cached: the entry holds the passing attempt's log.
+            passing = bytes(output[attempt_start:])
+            await self.cache.save(task, replace(done, output=passing))
+        return done

@@ -43,6 +43,8 @@ class TaskSettings(BaseModel):
     pass_env: list[str] = Field(default_factory=list)
     cache: bool = True
     cwd: str = "."
+    retries: int | None = Field(default=None, ge=0)
+    """Run a failing command again up to this many times (default: ``[tool.vx] retries``)."""
 
     @field_validator("cmd")
     @classmethod
@@ -86,6 +88,8 @@ ROOT_ONLY_KEYS = (
     "concurrency",
     "env_mode",
     "grace_period",
+    "retries",
+    "fail_on_flaky",
     "defaults",
 )
 
@@ -125,6 +129,10 @@ class CoreSettings(BaseSettings):
     concurrency: int | str | None = None
     env_mode: Literal["strict", "loose"] = "strict"
     grace_period: float = Field(default=5.0, ge=0)
+    retries: int = Field(default=0, ge=0)
+    """Default ``retries`` of every task."""
+    fail_on_flaky: bool = False
+    """Exit 1 when a task was flaky (failed, then passed on a retry)."""
     defaults: DefaultsSettings = Field(default_factory=DefaultsSettings)
     depends_on: list[str] = Field(default_factory=list)
     tasks: dict[str, TaskSettings] = Field(default_factory=dict)

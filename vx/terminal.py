@@ -199,6 +199,10 @@ class TerminalReporter:
             took = _seconds(result.duration_ms)
             message = f"failed with exit code {result.exit_code} after {took}"
             self._line(task, self._paint(message, "31;1"))
+        elif status == TaskStatus.FLAKY:
+            attempts = result.attempts
+            message = f"flaky: failed {attempts - 1} time(s), passed on attempt {attempts}"
+            self._line(task, self._paint(message, "33;1"))
         elif status == TaskStatus.CANCELLED and self.verbosity >= 0:
             self._line(task, self._paint("cancelled", "33"))
         self.out.flush()
@@ -228,10 +232,13 @@ class TerminalReporter:
             counts[result.status] += 1
         total = len(run.results)
         failed = [r.task.id for r in run.results.values() if r.status == TaskStatus.FAILED]
+        flaky = [r.task.id for r in run.results.values() if r.status == TaskStatus.FLAKY]
         out = self.out
         out.write("\n")
-        parts = [f"{counts[TaskStatus.SUCCESS] + counts[TaskStatus.CACHED]} successful"]
+        successful = counts[TaskStatus.SUCCESS] + counts[TaskStatus.CACHED]
+        parts = [f"{successful + counts[TaskStatus.FLAKY]} successful"]
         for status, label in (
+            (TaskStatus.FLAKY, "flaky"),
             (TaskStatus.FAILED, "failed"),
             (TaskStatus.CANCELLED, "cancelled"),
             (TaskStatus.SKIPPED, "skipped"),
@@ -247,6 +254,8 @@ class TerminalReporter:
             out.write(f" {self._paint('Interrupted', '33;1')}: stopped by a signal\n")
         if failed:
             out.write(f" Failed:   {self._paint(', '.join(failed), '31')}\n")
+        if flaky:
+            out.write(f" Flaky:    {self._paint(', '.join(flaky), '33')} (passed on a retry)\n")
         if run.summary_path is not None:
             out.write(f" Summary:  {_display_path(run.summary_path)}\n")
         out.flush()

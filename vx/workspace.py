@@ -33,6 +33,9 @@ class TaskDefinition:
     pass_env: tuple[str, ...] = ()
     cache: bool = True
     cwd: str = "."
+    retries: int | None = None
+    """Extra attempts after a failure; None: the workspace default (``[tool.vx] retries``).
+    Not part of the cache key."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,7 +123,7 @@ def run_command(config: Config) -> int:
         config.hook.executor(config),
         concurrency=resolve_concurrency(config),
         continue_mode=ContinueMode(config.option.continue_mode),
-        priorities=config.hook.task_priorities(graph, config),
+        priorities=lambda: config.hook.task_priorities(graph, config),
         cache=cache,
         task_names=list(config.option.tasks),
     )
