@@ -23,5 +23,12 @@ def test_ruff_clean() -> None:
 def test_mypy_strict_clean() -> None:
     result = _run("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
-    plugins = _run("mypy", "--strict", "plugins/vx_cache", "plugins/vx_python", "plugins/vx_remote")
+    plugins = _run(
+        "mypy",
+        "--strict",
+        "plugins/vx_cache",
+        "plugins/vx_python",
+        "plugins/vx_remote",
+        "plugins/vx_history",
+    )
     assert plugins.returncode == 0, plugins.stdout + plugins.stderr

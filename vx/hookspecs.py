@@ -225,6 +225,5 @@ def vx_run_finish(run: RunInfo, config: Config) -> None:
     """Called once after the last task, with ``run.exit_code`` and ``run.results`` set.
 
     Also called after an interruption (``run.interrupted``). ``run.concurrency`` is the
-    run's concurrency limit. The terminal reporter prints its summary from a ``trylast``
-    implementation; a plugin adding lines after it uses ``trylast`` too.
+    run's concurrency limit.
     """
