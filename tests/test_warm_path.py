@@ -59,6 +59,9 @@ def test_a_warm_full_hit_imports_no_heavy_module(vx_workspace: Make) -> None:
     assert "2 cached, 2 total" in out
     for heavy in ("pydantic", "pydantic_settings", "asyncio", "tomllib", "pathspec", "tarfile"):
         assert heavy not in warm, f"a warm full hit imported {heavy}"
+    # History: the run is recorded, but the scheduler is never asked for priorities.
+    assert "vx_history.recorder" in warm
+    assert "vx_history.scheduling" not in warm
 
 
 def test_an_unreadable_workspace_cache_is_rebuilt(vx_workspace: Make) -> None:

@@ -258,6 +258,7 @@ def _main(args: list[str]) -> int:
     if command.needs_workspace and root_error is not None:
         raise root_error
     config = Config(pm, option, invocation_dir, root, root_data)
+    config.args = list(args)
     if command.needs_workspace:
         config.require_root()
     pm.hooks.configure(config)

@@ -156,6 +156,8 @@ class Config:
         self.root_data = root_data or {}
         self.stash: dict[str, Any] = {}
         """Free-form storage for plugins; prefix keys with your plugin name."""
+        self.args: list[str] = []
+        """The command-line arguments as given (without the program name)."""
 
     @property
     def hook(self) -> HookRelay:

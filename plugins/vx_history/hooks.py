@@ -42,8 +42,8 @@ def vx_task_priorities(graph: TaskGraph, config: Config) -> Mapping[str, float] 
         with HistoryStore.open(root) as store:
             force = bool(getattr(config.option, "force", False))
             costs = expected_costs(graph, store, window=settings.window, force=force)
-    except (HistoryError, sqlite3.Error) as exc:
-        vx.warning(f"run history not used for scheduling: {exc}")
+    except (HistoryError, sqlite3.Error):
+        # The default priorities apply; recording the run names the problem (one warning).
         return None
     return None if costs is None else critical_path_priorities(graph, costs)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,7 +72,7 @@ def _read_head(git_dir: Path) -> tuple[str | None, str | None]:
     return None, branch  # a branch without commits yet
 
 
-def run_record(run: RunInfo, root: Path) -> RunRecord:
+def run_record(run: RunInfo, root: Path, args: list[str]) -> RunRecord:
     revision, branch = git_head(root)
     return RunRecord(
         run_id=run.run_id,
@@ -81,7 +80,7 @@ def run_record(run: RunInfo, root: Path) -> RunRecord:
         duration_ms=run.duration_ms,
         exit_code=run.exit_code,
         interrupted=run.interrupted,
-        argv=["vx", *sys.argv[1:]],
+        argv=["vx", *args],
         task_names=list(run.task_names),
         git_revision=revision,
         git_branch=branch,
@@ -146,7 +145,7 @@ def record_run(run: RunInfo, config: Config, settings: HistorySettings) -> list[
                 )
                 lines.extend(("Slow", line) for line in regressions(executed, past, settings))
             store.record(
-                run_record(run, root),
+                run_record(run, root, config.args),
                 tasks,
                 keep_runs=settings.keep_runs,
                 keep_days=settings.keep_days,
