@@ -190,6 +190,29 @@ def test_a_locked_database_is_waited_for(vx_workspace: Make) -> None:
     assert len(runs_of(ws)) == 2
 
 
+def test_a_database_locked_too_long_is_one_warning(vx_workspace: Make) -> None:
+    ws = vx_workspace(
+        {
+            "pyproject.toml": ROOT + "\n[tool.vx.history]\nlock_timeout = 0.2\n",
+            **project("a", task("build", "echo a")),
+        }
+    )
+    assert ws.run("run", "build").exit_code == 0
+    holder = sqlite3.connect(history_path(ws.path), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        result = ws.run_subprocess("run", "build", "--force")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1, result.stderr
+    assert "run history not recorded" in warnings[0]
+    assert "locked" in warnings[0]
+    assert len(runs_of(ws)) == 1
+
+
 def test_a_corrupt_database_is_one_warning_and_is_replaced(vx_workspace: Make) -> None:
     ws = vx_workspace({"pyproject.toml": ROOT, **project("a", task("build", "echo a"))})
     path = history_path(ws.path)

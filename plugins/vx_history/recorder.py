@@ -111,11 +111,11 @@ def task_record(run: RunInfo, result: TaskResult) -> TaskRecord:
     )
 
 
-def open_for_writing(root: Path) -> HistoryStore:
+def open_for_writing(root: Path, timeout: float) -> HistoryStore:
     """Open (creating) the store; a corrupt database is moved aside (one warning) and a new
     one started. Raises :class:`HistoryError` when it still cannot be used."""
     try:
-        return HistoryStore.open(root, create=True)
+        return HistoryStore.open(root, create=True, timeout=timeout)
     except HistoryError as exc:
         if exc.reason != "corrupt":
             raise
@@ -126,7 +126,7 @@ def open_for_writing(root: Path) -> HistoryStore:
             if source.exists():
                 os.replace(source, aside.with_name(aside.name + suffix))
         vx.warning(f"run history: {exc}; moved it to {aside.name} and started a new one")
-        return HistoryStore.open(root, create=True)
+        return HistoryStore.open(root, create=True, timeout=timeout)
 
 
 def record_run(run: RunInfo, config: Config, settings: HistorySettings) -> list[tuple[str, str]]:
@@ -138,7 +138,7 @@ def record_run(run: RunInfo, config: Config, settings: HistorySettings) -> list[
     executed = [t for t in tasks if t.executed]
     lines: list[tuple[str, str]] = []
     try:
-        with open_for_writing(root) as store:
+        with open_for_writing(root, settings.lock_timeout) as store:
             if executed:
                 past = store.durations(
                     window=settings.window, task_ids=[t.task_id for t in executed]

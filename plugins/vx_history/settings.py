@@ -26,5 +26,7 @@ class HistorySettings(BaseModel):
     """... with at least this many earlier executions ..."""
     regression_min_seconds: float = Field(default=1.0, ge=0)
     """... at least this many seconds more than its p50, and longer than its p99."""
+    lock_timeout: float = Field(default=5.0, ge=0)
+    """Seconds a run waits for another vx process's write before giving up (one warning)."""
     flaky: bool = True
     """List tasks whose key both passed and failed at the end of runs that executed them."""
