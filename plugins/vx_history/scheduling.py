@@ -48,8 +48,9 @@ def expected_costs(
     fallback = median(p50.values())
     hits: set[tuple[str, str]] = set()
     if not force:
-        keys = [t.hash for t in graph if t.hash and t.definition.cache and t.command is not None]
-        hits = store.passed_keys(keys)
+        hits = store.passed_keys(
+            (t.id, t.hash) for t in graph if t.hash and t.definition.cache and t.command
+        )
     costs = {}
     for task in graph:
         if task.command is None or (task.hash is not None and (task.id, task.hash) in hits):

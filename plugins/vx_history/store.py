@@ -70,10 +70,9 @@ _MIGRATIONS = (
         start_ms REAL,
         end_ms REAL,
         slot INTEGER,
-        PRIMARY KEY (run, task_id)
+        PRIMARY KEY (task_id, run)
     ) WITHOUT ROWID;
-    CREATE INDEX task_results_task ON task_results (task_id, run);
-    CREATE INDEX task_results_key ON task_results (key);
+    CREATE INDEX task_results_run ON task_results (run);
     """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -448,41 +447,44 @@ class HistoryStore:
                 durations.setdefault(task_id, []).append(duration)
         return durations
 
-    def passed_keys(self, keys: Iterable[str]) -> set[tuple[str, str]]:
-        """``(task_id, key)`` pairs among ``keys`` that passed or were restored before."""
-        found: set[tuple[str, str]] = set()
-        wanted = list(keys)
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            rows = self._db.execute(
-                "SELECT DISTINCT task_id, key FROM task_results WHERE status IN "
-                f"('success', 'flaky', 'cached') AND key IN ({','.join('?' * len(chunk))})",
-                chunk,
+    def _pairs(
+        self, select: str, pairs: Iterable[tuple[str, str]], tail: str = ""
+    ) -> Iterator[tuple[object, ...]]:
+        """Rows of ``SELECT {select} FROM task_results t JOIN wanted w`` matching ``pairs`` on
+        ``(task_id, key)`` (found through the primary key's ``task_id`` prefix)."""
+        wanted = list(dict.fromkeys(pairs))
+        for start in range(0, len(wanted), 400):
+            chunk = wanted[start : start + 400]
+            values = ",".join("(?, ?)" for _ in chunk)
+            yield from self._db.execute(
+                f"WITH w(task_id, key) AS (VALUES {values}) SELECT {select} FROM w "
+                "JOIN task_results t ON t.task_id = w.task_id AND t.key = w.key " + tail,
+                [item for pair in chunk for item in pair],
             )
-            found.update(rows)
-        return found
+
+    def passed_keys(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The ``(task_id, key)`` pairs that passed or were restored in a recorded run."""
+        rows = self._pairs(
+            "DISTINCT t.task_id, t.key",
+            pairs,
+            "WHERE t.status IN ('success', 'flaky', 'cached')",
+        )
+        return {(str(task_id), str(key)) for task_id, key in rows}
 
     def key_outcomes(
         self, pairs: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], tuple[int, int, int]]:
         """``{(task_id, key): (passed, failed, flaky)}`` execution counts for ``pairs``."""
-        outcomes: dict[tuple[str, str], tuple[int, int, int]] = {}
-        wanted = list(pairs)
-        for start in range(0, len(wanted), 400):
-            chunk = wanted[start : start + 400]
-            keys = [key for _, key in chunk]
-            rows = self._db.execute(
-                "SELECT task_id, key, SUM(status IN ('success', 'flaky')), "
-                "SUM(status = 'failed'), SUM(status = 'flaky') FROM task_results "
-                f"WHERE attempts > 0 AND key IN ({','.join('?' * len(keys))}) "
-                "GROUP BY task_id, key",
-                keys,
-            )
-            chosen = set(chunk)
-            for task_id, key, passed, failed, flaky in rows:
-                if (task_id, key) in chosen:
-                    outcomes[task_id, key] = (int(passed), int(failed), int(flaky))
-        return outcomes
+        rows = self._pairs(
+            "t.task_id, t.key, SUM(t.status IN ('success', 'flaky')), "
+            "SUM(t.status = 'failed'), SUM(t.status = 'flaky')",
+            pairs,
+            "WHERE t.attempts > 0 GROUP BY t.task_id, t.key",
+        )
+        return {
+            (str(task_id), str(key)): (int(passed), int(failed), int(flaky))  # type: ignore[call-overload]
+            for task_id, key, passed, failed, flaky in rows
+        }
 
 
 def _matcher(glob: str) -> Callable[[str], bool]:
