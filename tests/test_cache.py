@@ -112,6 +112,8 @@ def assert_index_whole(cache_dir: Path, *, orphans: bool = False) -> list[dict[s
     return rows
 
 
+
+
 def outputs_snapshot(ws: VxWorkspace) -> dict[str, Any]:
     tree = snapshot(ws.path, skip=(".vx",))
     return {name: entry for name, entry in tree.items() if "/dist/" in f"/{name}"}
