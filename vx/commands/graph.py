@@ -75,6 +75,7 @@ def _mermaid(graph: TaskGraph) -> str:
 
 
 def _json(graph: TaskGraph) -> str:
+    selected = {task.project.name for task in graph}
     document = {
         "tasks": [
             {
@@ -85,6 +86,17 @@ def _json(graph: TaskGraph) -> str:
                 "dependents": task.dependents,
             }
             for task in graph
-        ]
+        ],
+        # The projects of those tasks (tools such as `vx mcp` list projects from here).
+        "projects": [
+            {
+                "name": project.name,
+                "path": project.relpath,
+                "dependencies": list(project.dependencies),
+                "tasks": sorted(project.tasks),
+            }
+            for project in graph.workspace.projects.values()
+            if project.name in selected
+        ],
     }
     return json.dumps(document, indent=2) + "\n"
