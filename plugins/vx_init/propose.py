@@ -292,7 +292,9 @@ def propose(root: Path) -> Proposal:
     for directory, tasks in found_tasks.items():
         proposal.project_tasks[directory] = {}
         for name, (source, table) in tasks.items():
-            if template_source.get(name) == source == "tool":
+            if workspace and source == "tool" and name in existing_defaults:
+                table = {}  # the workspace's own template of that name
+            elif template_source.get(name) == source == "tool":
                 proposal.templates.setdefault(name, table)
                 table = {}
             elif template_source.get(name) == source == "turbo.json":
@@ -363,27 +365,31 @@ def _check_dependencies(
 ) -> None:
     """Same-project and ``package#task`` dependencies must name tasks that exist in vx
     (turbo ignores missing ones; vx reports them as errors)."""
-    for name, template in proposal.templates.items():
-        depends_on = template.get("depends_on", [])
+
+    def resolve(items: list[str], task: str) -> list[str]:
         kept = []
-        for item in depends_on:
-            package, sep, task = item.rpartition("#")
+        for item in items:
+            package, sep, name = item.rpartition("#")
+            directory = packages.get(package)
             if not sep:
                 kept.append(item)
-                continue
-            directory = packages.get(package)
-            if directory is not None and task in final_tasks.get(directory, set()):
-                kept.append(f"{_project_name(directory)}#{task}")
+            elif directory is not None and name in final_tasks.get(directory, set()):
+                kept.append(f"{_project_name(directory)}#{name}")
             else:
                 proposal.notes.append(
-                    f"turbo.json: {name} depends on {item}, which is not a task of a Python "
+                    f"turbo.json: {task} depends on {item}, which is not a task of a Python "
                     "project; left out"
                 )
-        if kept != depends_on:
-            template["depends_on"] = kept
+        return kept
+
+    for name, template in proposal.templates.items():
+        if "depends_on" in template:
+            template["depends_on"] = resolve(template["depends_on"], name)
     for directory, tasks in proposal.project_tasks.items():
         where = directory.relative_to(root).as_posix() or "."
         for name, table in tasks.items():
+            if "depends_on" in table:
+                table["depends_on"] = resolve(table["depends_on"], name)
             declared = table.get("depends_on", proposal.templates.get(name, {}).get("depends_on"))
             if not declared:
                 continue

@@ -186,12 +186,17 @@ def hatch_scripts(data: dict[str, Any], where: str) -> Found:
 
 
 def _tox_names(envlist: str) -> list[str]:
-    names: list[str] = []
-    for part in re.split(r"[,\n]", envlist):
-        part = part.strip()
-        if part and not part.startswith("#"):
-            names.extend(brace_expand(part))
-    return names
+    """Names in a tox ``envlist`` (comma or newline separated, braces expanded)."""
+    parts: list[str] = []
+    current, depth = "", 0
+    for char in envlist + ",":
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if char in ",\n" and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return [n for part in parts if part and not part.startswith("#") for n in brace_expand(part)]
 
 
 def tox_envs(directory: Path, data: dict[str, Any], where: str) -> Found:

@@ -1,0 +1,350 @@
+"""``vx init`` on copies of real public monorepos' configuration and on edge cases: what it
+proposes, that it keeps every byte of the files it edits, that a second run changes nothing,
+and that the result loads (``vx graph``, ``vx run --dry``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vx.testing import VxWorkspace, snapshot_tree
+
+FIXTURES = Path(__file__).parent / "fixtures" / "init"
+Make = Callable[..., VxWorkspace]
+
+
+def _copy(name: str, tmp_path: Path, *dirs: str) -> VxWorkspace:
+    target = tmp_path / name
+    shutil.copytree(FIXTURES / name, target)
+    for directory in dirs:
+        (target / directory).mkdir(parents=True)
+    return VxWorkspace(target)
+
+
+def _toml(path: Path) -> dict[str, Any]:
+    return tomllib.loads(path.read_text())
+
+
+def _vx_table(path: Path) -> dict[str, Any]:
+    return dict(_toml(path).get("tool", {}).get("vx", {}))
+
+
+def _only_additions(before: str, after: str) -> None:
+    """Every line of ``before`` is still in ``after``, in order, unchanged."""
+    import difflib
+
+    removed = [
+        line
+        for line in difflib.ndiff(before.splitlines(), after.splitlines())
+        if line.startswith("- ")
+    ]
+    assert removed == [], removed
+
+
+def _postmodern(tmp_path: Path) -> VxWorkspace:
+    return _copy(
+        "postmodern-mono", tmp_path, "apps/mycli/tests", "apps/server/tests", "libs/greeter/tests"
+    )
+
+
+def test_uv_workspace_with_poe_tasks(tmp_path: Path) -> None:
+    ws = _postmodern(tmp_path)
+    originals = {p: p.read_text() for p in ws.path.rglob("pyproject.toml")}
+
+    dry = ws.run_subprocess("init", "--dry")
+    assert dry.exit_code == 0, dry.output
+    assert "+[tool.vx.defaults.tasks.test]" in dry.stdout
+    assert "nothing written" in dry.stdout
+    assert {p: p.read_text() for p in originals} == originals
+
+    result = ws.run_subprocess("init", "--yes")
+    assert result.exit_code == 0, result.output
+    root = _vx_table(ws.path / "pyproject.toml")
+    assert root["members"] == ["libs/*", "apps/*"]  # from [tool.uv.workspace]
+    templates = root["defaults"]["tasks"]
+    assert templates["test"]["cmd"] == "python -m pytest -q"
+    assert templates["test"]["inputs"] == ["**", "^**/*.py", "^pyproject.toml"]
+    assert templates["lint"]["cmd"] == "ruff check ."  # ruff is in the dev group
+    assert templates["typecheck"]["cmd"] == "basedpyright"  # [tool.pyright] + basedpyright dep
+    assert templates["build"] == {"cmd": "uv build --wheel --out-dir dist", "outputs": ["dist/**"]}
+    # The root's poe tasks: plain commands are root tasks; names the members have are not
+    # (they would run the whole repository's tests once more); the sequence is listed.
+    assert root["tasks"] == {
+        "fmt": {"cmd": "ruff format ${PWD}"},
+        "check": {"cmd": "basedpyright ${PWD}"},
+        "echo": {"cmd": "echo ${PWD}"},
+        "ci:fmt": {"cmd": "ruff format --check ${PWD}"},
+        "ci:lint": {"cmd": "ruff check ${PWD}"},
+    }
+    assert "poe task 'all' is a sequence; not translated" in result.stdout
+    assert "root poe task 'test' not translated" in result.stdout
+    for member in ("apps/mycli", "apps/server", "libs/greeter"):
+        tasks = _vx_table(ws.path / member / "pyproject.toml")["tasks"]
+        assert tasks == {"test": {}, "lint": {}, "typecheck": {}, "build": {}}
+    for path, before in originals.items():
+        _only_additions(before, path.read_text())
+    assert "# fail if not formatted" in (ws.path / "pyproject.toml").read_text()
+    # The check that follows the write.
+    assert "vx graph: 17 task(s) in 4 project(s)" in result.stdout
+    assert "--dry: 17 task(s) planned, 0 cache hit(s)" in result.stdout
+
+    written = snapshot_tree(ws.path)
+    again = ws.run_subprocess("init", "--yes")
+    assert again.exit_code == 0, again.output
+    assert "nothing to change" in again.stdout
+    assert snapshot_tree(ws.path) == written
+
+
+def test_turbo_json_is_translated(tmp_path: Path) -> None:
+    ws = _copy("turbo-template", tmp_path)
+    result = ws.run_subprocess("init", "--yes")
+    assert result.exit_code == 0, result.output
+    root = _vx_table(ws.path / "pyproject.toml")
+    assert root["members"] == ["apps/backend"]  # the only directory with a pyproject.toml
+    assert root["global_inputs"] == ["**/.env.*local"]
+    assert root["global_env"] == [
+        "NEXT_PUBLIC_VERCEL_ENV",
+        "DATABASE_URL",
+        "NODE_ENV",
+        "SCRIPT_ENV",
+    ]
+    templates = root["defaults"]["tasks"]
+    assert templates["lint"] == {"depends_on": ["^lint"]}
+    assert templates["typecheck"] == {"depends_on": ["^typecheck"]}
+    assert templates["format:check"] == {"cache": False}
+    scripts = json.loads((ws.path / "apps/backend/package.json").read_text())["scripts"]
+    tasks = _vx_table(ws.path / "apps/backend/pyproject.toml")["tasks"]
+    for name in ("lint", "test", "typecheck", "format:check", "format:write"):
+        assert tasks[name]["cmd"] == scripts[name]
+    assert "dev" not in tasks  # persistent: a server, not a task
+    assert tasks["build"] == {}  # no build script: the template for its build backend
+    assert templates["build"]["cmd"] == "python -m build --wheel"
+    # What could not be translated is listed.
+    assert "turbo.json: dev is persistent" in result.stdout
+    assert "apps/chrome/turbo.json: package configuration not translated" in result.stdout
+    assert "integrationTest" in result.stdout
+    assert "vx graph: 6 task(s) in 1 project(s)" in result.stdout
+
+    plan = ws.run_subprocess("run", "typecheck", "--dry=json")
+    assert plan.exit_code == 0, plan.output
+    (entry,) = json.loads(plan.stdout)["tasks"]
+    assert entry["command"] == "poetry run mypy ."
+    assert ws.run_subprocess("init").stdout.count("nothing to change") == 1
+
+
+def test_turbo_inputs_outputs_env_and_package_tasks(vx_workspace: Make) -> None:
+    ws = vx_workspace(
+        {
+            "turbo.json": """{
+              // comments are allowed in turbo.json
+              "tasks": {
+                "build": {
+                  "dependsOn": ["^build", "codegen"],
+                  "inputs": ["$TURBO_DEFAULT$", "!**/*.{md,txt}"],
+                  "outputs": ["dist/**", "!dist/cache/**"],
+                  "env": ["API_URL", "!SECRET"],
+                  "passThroughEnv": ["HOME"],
+                  "outputLogs": "new-only"
+                },
+                "codegen": {"cache": false},
+                "@x/core#test": {"dependsOn": ["lib#gen", "@x/app#codegen"]},
+              },
+            }""",
+            "packages/core/pyproject.toml": '[project]\nname = "core"\n',
+            "packages/core/package.json": json.dumps(
+                {"name": "@x/core", "scripts": {"build": "make dist", "test": "pytest"}}
+            ),
+            "packages/app/pyproject.toml": '[project]\nname = "app"\ndependencies = ["core"]\n',
+            "packages/app/package.json": json.dumps(
+                {"name": "@x/app", "scripts": {"build": "make", "codegen": "gen"}}
+            ),
+        }
+    )
+    result = ws.run_subprocess("init", "--yes")
+    assert result.exit_code == 0, result.output
+    templates = _vx_table(ws.path / "pyproject.toml")["defaults"]["tasks"]
+    assert templates["build"] == {
+        "depends_on": ["^build", "codegen"],
+        "inputs": ["**", "!**/*.md", "!**/*.txt"],
+        "outputs": ["dist/**", "!dist/cache/**"],
+        "env": ["API_URL"],
+        "pass_env": ["HOME"],
+    }
+    core = _vx_table(ws.path / "packages/core/pyproject.toml")["tasks"]
+    assert core["build"] == {"cmd": "make dist", "depends_on": ["^build"]}  # has no codegen
+    # lib#gen names no Python project; @x/app#codegen is the task app#codegen.
+    assert core["test"] == {"cmd": "pytest", "depends_on": ["app#codegen"]}
+    app = _vx_table(ws.path / "packages/app/pyproject.toml")["tasks"]
+    assert app == {"build": {"cmd": "make"}, "codegen": {"cmd": "gen"}}
+    assert "exclusion '!SECRET' has no vx equivalent" in result.stdout
+    assert "build.outputLogs has no vx equivalent" in result.stdout
+    assert "test depends on lib#gen, which is not a task of a Python" in result.stdout
+    assert "vx graph: 4 task(s) in 2 project(s)" in result.stdout
+
+
+def test_a_single_project_gets_its_tasks_inline(vx_workspace: Make) -> None:
+    ws = vx_workspace(
+        {
+            "pyproject.toml": (
+                '# my project\n[project]\nname = "solo"\n\n'
+                '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n'
+                "\n[tool.ruff]\nline-length = 99  # ours\n\n"
+                '[tool.poe.tasks]\ndocs = { shell = "mkdocs build", cwd = "docs" }\n'
+                'serve = { script = "solo.app:main" }\n'
+            ),
+            "tests/test_solo.py": "def test_ok():\n    pass\n",
+        }
+    )
+    before = (ws.path / "pyproject.toml").read_text()
+    result = ws.run_subprocess("init", "--yes")
+    assert result.exit_code == 0, result.output
+    table = _vx_table(ws.path / "pyproject.toml")
+    assert "members" not in table
+    assert "defaults" not in table
+    assert table["tasks"] == {
+        "docs": {"cmd": "mkdocs build", "cwd": "docs"},
+        "test": {"cmd": "python -m pytest -q", "inputs": ["**", "^**/*.py", "^pyproject.toml"]},
+        "lint": {"cmd": "ruff check ."},
+        "build": {"cmd": "python -m build --wheel", "outputs": ["dist/**"]},
+    }
+    assert "poe task 'serve' (script) is not a cmd or shell task" in result.stdout
+    _only_additions(before, (ws.path / "pyproject.toml").read_text())
+    assert "vx graph: 4 task(s) in 1 project(s)" in result.stdout
+
+
+def test_tox_nox_and_hatch(vx_workspace: Make) -> None:
+    ws = vx_workspace(
+        {
+            "pyproject.toml": '[tool.uv.workspace]\nmembers = ["libs/*"]\n',
+            "libs/a/pyproject.toml": (
+                '[project]\nname = "a"\n\n[tool.hatch.envs.default.scripts]\n'
+                'cov = "pytest --cov {args}"\nlint = ["ruff check .", "ruff format --check ."]\n'
+                '\n[tool.hatch.envs.docs.scripts]\nbuild = "mkdocs build"\n'
+            ),
+            "libs/a/tox.ini": (
+                "[tox]\nenvlist = py{311,312}, lint\n\n[testenv]\ncommands = pytest\n\n"
+                "[testenv:lint]\ncommands = ruff check .\n"
+            ),
+            "libs/b/pyproject.toml": '[project]\nname = "b"\n',
+            "libs/b/noxfile.py": (
+                "import nox\n\n@nox.session\ndef tests(session):\n    session.run('pytest')\n\n"
+                "@nox.session(name='type-check', python=['3.11'])\ndef mypy(session):\n"
+                "    session.run('mypy')\n\ndef helper():\n    pass\n"
+            ),
+        }
+    )
+    result = ws.run_subprocess("init", "--yes")
+    assert result.exit_code == 0, result.output
+    a = _vx_table(ws.path / "libs/a/pyproject.toml")["tasks"]
+    assert a == {
+        "cov": {"cmd": "hatch run cov"},
+        "lint": {"cmd": "hatch run lint"},  # hatch comes before tox: tox's lint is listed
+        "py311": {"cmd": "tox -e py311"},
+        "py312": {"cmd": "tox -e py312"},
+    }
+    assert "tox 'lint' not used (the hatch task of the same name is)" in result.stdout
+    assert "hatch environment 'docs' scripts (build) not translated" in result.stdout
+    b = _vx_table(ws.path / "libs/b/pyproject.toml")["tasks"]
+    assert b == {"tests": {"cmd": "nox -s tests"}, "type-check": {"cmd": "nox -s type-check"}}
+
+
+def test_existing_configuration_is_kept(vx_workspace: Make) -> None:
+    ws = vx_workspace(
+        {
+            "pyproject.toml": (
+                '[tool.vx]\n# our members\nmembers = ["pkgs/*"]\n\n'
+                '[tool.vx.defaults.tasks.lint]\ncmd = "flake8"  # not ruff\n'
+            ),
+            "pkgs/p/pyproject.toml": (
+                '[project]\nname = "p"\ndependencies = ["ruff"]\n\n'
+                '[tool.vx.tasks.test]\ncmd = "pytest -x"  # keep\n'
+            ),
+            "pkgs/p/tests/test_p.py": "",
+        }
+    )
+    before = {p: p.read_text() for p in ws.path.rglob("pyproject.toml")}
+    result = ws.run_subprocess("init", "--yes")
+    assert result.exit_code == 0, result.output
+    root = _vx_table(ws.path / "pyproject.toml")
+    assert root["members"] == ["pkgs/*"]
+    assert root["defaults"]["tasks"] == {"lint": {"cmd": "flake8"}}  # theirs, not a new one
+    tasks = _vx_table(ws.path / "pkgs/p/pyproject.toml")["tasks"]
+    assert tasks == {"test": {"cmd": "pytest -x"}, "lint": {}}  # lint opts in to their template
+    assert (ws.path / "pyproject.toml").read_text() == before[ws.path / "pyproject.toml"]
+    _only_additions(
+        before[ws.path / "pkgs/p/pyproject.toml"], (ws.path / "pkgs/p/pyproject.toml").read_text()
+    )
+
+
+def test_unreadable_toml_names_the_file_and_writes_nothing(vx_workspace: Make) -> None:
+    ws = vx_workspace(
+        {
+            "pyproject.toml": '[tool.uv.workspace]\nmembers = ["libs/*"]\n',
+            "libs/a/pyproject.toml": '[project]\nname = "a"\n',
+            "libs/b/pyproject.toml": '[project\nname = "b"\n',
+        }
+    )
+    before = snapshot_tree(ws.path)
+    result = ws.run_subprocess("init", "--yes")
+    assert result.exit_code == 78, result.output
+    assert "libs/b/pyproject.toml: invalid TOML" in result.stderr
+    assert "fix it and run vx init again" in result.stderr
+    assert "Traceback" not in result.output
+    assert snapshot_tree(ws.path) == before
+
+
+def test_no_python_project(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("hello\n")
+    result = VxWorkspace(tmp_path).run_subprocess("init")
+    assert result.exit_code == 2, result.output
+    assert "no pyproject.toml" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_without_a_terminal_it_asks_for_yes(tmp_path: Path) -> None:
+    ws = _postmodern(tmp_path)
+    before = snapshot_tree(ws.path)
+    result = ws.run("init")  # stdin of the test run is not a terminal
+    assert result.exit_code == 2
+    assert "pass --yes to write them, or --dry to only print them" in result.stderr
+    assert "+[tool.vx]" in result.stdout  # the diff was shown
+    assert snapshot_tree(ws.path) == before
+
+
+@pytest.mark.parametrize("answer", ["y\n", "n\n"])
+def test_confirmation_on_a_terminal(tmp_path: Path, answer: str) -> None:
+    """A real pseudo-terminal: the prompt is answered like a user would."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    ws = _postmodern(tmp_path)
+    before = snapshot_tree(ws.path)
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vx", "init"],
+        cwd=ws.path,
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(follower)
+    os.write(leader, answer.encode())
+    stdout, stderr = process.communicate(timeout=120)
+    os.close(leader)
+    assert "write 4 file(s)? [y/N]" in stdout
+    if answer.startswith("y"):
+        assert process.returncode == 0, stdout + stderr
+        assert "members" in _vx_table(ws.path / "pyproject.toml")
+    else:
+        assert process.returncode == 1
+        assert "nothing written" in stdout
+        assert snapshot_tree(ws.path) == before
