@@ -11,14 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
+
+# Not importorskip: the test extra installs mcp, and CI must fail loudly without it.
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 
 from vx.testing import VxWorkspace
-
-pytest.importorskip("mcp", reason="the test extra installs mcp")
-
-from mcp import Client  # noqa: E402
-from mcp.client.stdio import StdioServerParameters  # noqa: E402
 
 Make = Callable[..., VxWorkspace]
 Session = Callable[[Client], Awaitable[None]]
