@@ -30,5 +30,7 @@ def test_mypy_strict_clean() -> None:
         "plugins/vx_python",
         "plugins/vx_remote",
         "plugins/vx_history",
+        "plugins/vx_init",
+        "plugins/vx_mcp",
     )
     assert plugins.returncode == 0, plugins.stdout + plugins.stderr
