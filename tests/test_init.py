@@ -254,6 +254,19 @@ def test_tox_nox_and_hatch(vx_workspace: Make) -> None:
     assert b == {"tests": {"cmd": "nox -s tests"}, "type-check": {"cmd": "nox -s type-check"}}
 
 
+def test_started_in_a_member_it_works_on_the_uv_workspace_root(vx_workspace: Make) -> None:
+    ws = vx_workspace(
+        {
+            "pyproject.toml": '[tool.uv.workspace]\nmembers = ["libs/*"]\n',
+            "libs/a/pyproject.toml": '[project]\nname = "a"\n\n[tool.ruff]\n',
+        }
+    )
+    result = ws.run_subprocess("init", "--dry", cwd=ws.path / "libs" / "a")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"vx init: {ws.path}\n")
+    assert '+members = ["libs/*"]' in result.stdout
+
+
 def test_existing_configuration_is_kept(vx_workspace: Make) -> None:
     ws = vx_workspace(
         {
@@ -282,18 +295,18 @@ def test_existing_configuration_is_kept(vx_workspace: Make) -> None:
     )
 
 
-def test_unreadable_toml_names_the_file_and_writes_nothing(vx_workspace: Make) -> None:
-    ws = vx_workspace(
-        {
-            "pyproject.toml": '[tool.uv.workspace]\nmembers = ["libs/*"]\n',
-            "libs/a/pyproject.toml": '[project]\nname = "a"\n',
-            "libs/b/pyproject.toml": '[project\nname = "b"\n',
-        }
-    )
+@pytest.mark.parametrize("broken", ["libs/b/pyproject.toml", "pyproject.toml"])
+def test_unreadable_toml_names_the_file_and_writes_nothing(vx_workspace: Make, broken: str) -> None:
+    files = {
+        "pyproject.toml": '[tool.uv.workspace]\nmembers = ["libs/*"]\n',
+        "libs/a/pyproject.toml": '[project]\nname = "a"\n',
+        "libs/b/pyproject.toml": '[project]\nname = "b"\n',
+    }
+    ws = vx_workspace({**files, broken: '[project\nname = "b"\n'})
     before = snapshot_tree(ws.path)
     result = ws.run_subprocess("init", "--yes")
     assert result.exit_code == 78, result.output
-    assert "libs/b/pyproject.toml: invalid TOML" in result.stderr
+    assert f"{ws.path / broken}: invalid TOML" in result.stderr
     assert "fix it and run vx init again" in result.stderr
     assert "Traceback" not in result.output
     assert snapshot_tree(ws.path) == before
