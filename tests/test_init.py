@@ -296,6 +296,28 @@ def test_existing_configuration_is_kept(vx_workspace: Make) -> None:
 
 
 @pytest.mark.parametrize("broken", ["libs/b/pyproject.toml", "pyproject.toml"])
+def test_an_existing_tool_vx_table_gets_the_new_keys_in_place(vx_workspace: Make) -> None:
+    ws = vx_workspace(
+        {
+            "pyproject.toml": (
+                "# root\n[tool.vx]\nconcurrency = 2  # two\n\n"
+                '[tool.uv.workspace]\nmembers = ["libs/*"]\n'
+            ),
+            "libs/a/pyproject.toml": '[project]\nname = "a"\n[tool.ruff]\n',
+        }
+    )
+    result = ws.run_subprocess("init", "--yes")
+    assert result.exit_code == 0, result.output
+    assert (ws.path / "pyproject.toml").read_text() == (
+        '# root\n[tool.vx]\nconcurrency = 2  # two\nmembers = ["libs/*"]\n\n'
+        '[tool.uv.workspace]\nmembers = ["libs/*"]\n\n'
+        '[tool.vx.defaults.tasks.lint]\ncmd = "ruff check ."\n'
+    )
+    assert (ws.path / "libs/a/pyproject.toml").read_text() == (
+        '[project]\nname = "a"\n[tool.ruff]\n\n[tool.vx.tasks.lint]\n'
+    )
+
+
 def test_unreadable_toml_names_the_file_and_writes_nothing(vx_workspace: Make, broken: str) -> None:
     files = {
         "pyproject.toml": '[tool.uv.workspace]\nmembers = ["libs/*"]\n',

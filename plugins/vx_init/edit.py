@@ -53,29 +53,35 @@ def _edit(
     templates: dict[str, Any],
     tasks: dict[str, Any],
 ) -> str:
+    """``text`` with the additions: new keys of an explicit ``[tool.vx]`` go into that table,
+    everything else is one block of new tables appended at the end of the file, so the
+    existing text stays as it was, byte for byte, and the additions read as one piece."""
+    import tomllib
+
     import tomlkit
     from tomlkit.container import OutOfOrderTableProxy
     from tomlkit.items import Table
 
     doc = tomlkit.parse(text)
-    keys: list[str] = []
-
-    def child(container: Any, key: str, *, super_table: bool) -> Any:
-        keys.append(key)
-        if key not in container:
-            container[key] = tomlkit.table(is_super_table=super_table)
-        value = container[key]
-        if not isinstance(value, Table | OutOfOrderTableProxy):
+    current: Any = doc
+    for key in ("tool", "vx"):
+        current = current.get(key) if current is not None else None
+        if current is not None and not isinstance(current, Table | OutOfOrderTableProxy):
             raise ConfigError(
                 "vx init adds tables here, but this is an inline table or a value; "
                 "write it as a [table] and run vx init again",
                 file=str(path),
-                key=".".join(keys),
+                key="tool" if key == "tool" else "tool.vx",
             )
-        return value
+    head = text
+    if scalars and isinstance(current, Table) and not current.is_super_table():
+        for key, value in scalars.items():
+            current[key] = value
+        head = tomlkit.dumps(doc)
+        scalars = {}
 
-    tool = child(doc, "tool", super_table=True)
-    vx = child(tool, "vx", super_table=not scalars)
+    fragment = tomlkit.document()
+    vx = tomlkit.table(is_super_table=not scalars)
     for key, value in scalars.items():
         vx[key] = value
     for parent, entries in ((("defaults", "tasks"), templates), (("tasks",), tasks)):
@@ -83,18 +89,29 @@ def _edit(
             continue
         container = vx
         for key in parent:
-            container = child(container, key, super_table=True)
+            if key not in container:
+                container[key] = tomlkit.table(is_super_table=True)
+            container = container[key]
         for name, values in entries.items():
             table = tomlkit.table()
             for key, value in values.items():
                 table[key] = value
-            table.add(tomlkit.nl())
             container[name] = table
-    result = tomlkit.dumps(doc)
-    # Keep the file's own ending: one newline after the last table, not the blank line the
-    # separator of an appended table leaves.
-    if not text.endswith("\n\n"):
-        result = result.rstrip("\n") + "\n"
+    tool = tomlkit.table(is_super_table=True)
+    tool["vx"] = vx
+    fragment["tool"] = tool
+    addition = tomlkit.dumps(fragment).strip("\n")
+    result = head if head.endswith("\n") or not head else head + "\n"
+    result += ("\n" if result.strip() else "") + addition + "\n"
+    try:
+        tomllib.loads(result)
+    except tomllib.TOMLDecodeError:
+        raise ConfigError(
+            "vx init cannot add [tool.vx] tables next to keys written as dotted keys "
+            "(tool.vx.x = ...); write them as [tool.vx] tables and run vx init again",
+            file=str(path),
+            key="tool.vx",
+        ) from None
     return result
 
 

@@ -309,7 +309,7 @@ def propose(root: Path) -> Proposal:
         for directory, data in projects
     }
     if workspace:
-        _root_tasks(proposal, root_data, final_tasks, used_sources)
+        _root_tasks(proposal, root_data, final_tasks, used_sources, uv=uv)
     _check_dependencies(proposal, final_tasks, packages, root)
     names = {"tool": "tool templates"}
     proposal.detected.extend(sorted(names.get(s, s) for s in used_sources if s != "turbo.json"))
@@ -321,9 +321,12 @@ def _root_tasks(
     root_data: dict[str, Any],
     final_tasks: dict[Path, set[str]],
     used: set[str],
+    *,
+    uv: bool,
 ) -> None:
     """Tasks the workspace root declares (e.g. poe tasks in a virtual root) become root
-    tasks, except names the members have: ``vx run test`` already runs every member's."""
+    tasks, except names the members have: ``vx run test`` already runs every member's. A
+    root that is a package itself gets ``build``, and ``test`` for its own tests directory."""
     root = proposal.root
     member_names = {name for tasks in final_tasks.values() for name in tasks}
     existing = _existing_tasks(root_data)
@@ -346,6 +349,15 @@ def _root_tasks(
                 continue
             tasks[name] = table
             used.add(source)
+    templates = sources.tool_templates(root, root_data, {}, uv=uv)
+    own_tests = next((d for d in ("tests", "test") if (root / d).is_dir()), None)
+    if own_tests and "test" in templates and "test" not in tasks and "test" not in existing:
+        # Only the root's own tests: a bare pytest at the root would collect the members' too.
+        tasks["test"] = {**templates["test"], "cmd": f"python -m pytest -q {own_tests}"}
+        used.add("tool")
+    if "build" in templates and "build" not in tasks and "build" not in existing:
+        tasks["build"] = templates["build"]
+        used.add("tool")
     for table in tasks.values():
         kept = [d for d in table.get("depends_on", []) if d in tasks or d in existing]
         if kept != table.get("depends_on", []):
