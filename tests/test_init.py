@@ -295,7 +295,6 @@ def test_existing_configuration_is_kept(vx_workspace: Make) -> None:
     )
 
 
-@pytest.mark.parametrize("broken", ["libs/b/pyproject.toml", "pyproject.toml"])
 def test_an_existing_tool_vx_table_gets_the_new_keys_in_place(vx_workspace: Make) -> None:
     ws = vx_workspace(
         {
@@ -318,6 +317,7 @@ def test_an_existing_tool_vx_table_gets_the_new_keys_in_place(vx_workspace: Make
     )
 
 
+@pytest.mark.parametrize("broken", ["libs/b/pyproject.toml", "pyproject.toml"])
 def test_unreadable_toml_names_the_file_and_writes_nothing(vx_workspace: Make, broken: str) -> None:
     files = {
         "pyproject.toml": '[tool.uv.workspace]\nmembers = ["libs/*"]\n',
