@@ -101,6 +101,29 @@ def test_uv_workspace_with_poe_tasks(tmp_path: Path) -> None:
     assert snapshot_tree(ws.path) == written
 
 
+def test_uv_workspace_whose_root_is_a_package(tmp_path: Path) -> None:
+    ws = _copy("pydantic-ai", tmp_path, "tests")
+    originals = {p: p.read_text() for p in ws.path.rglob("pyproject.toml")}
+    result = ws.run_subprocess("init", "--yes")
+    assert result.exit_code == 0, result.output
+    root = _vx_table(ws.path / "pyproject.toml")
+    uv_members = _toml(ws.path / "pyproject.toml")["tool"]["uv"]["workspace"]["members"]
+    assert root["members"] == uv_members
+    # The root's own tests only (a bare pytest at the root would collect the members' too).
+    assert root["tasks"]["test"]["cmd"] == "python -m pytest -q tests"
+    assert root["tasks"]["build"]["outputs"] == ["dist/**"]
+    for member in uv_members:
+        tasks = _vx_table(ws.path / member / "pyproject.toml")["tasks"]
+        assert "build" in tasks, member
+        assert "test" not in tasks, member  # no tests directory of its own
+    for path, before in originals.items():
+        _only_additions(before, path.read_text())
+    assert f"task(s) in {len(uv_members) + 1} project(s)" in result.stdout
+    written = snapshot_tree(ws.path)
+    assert "nothing to change" in ws.run_subprocess("init", "--yes").stdout
+    assert snapshot_tree(ws.path) == written
+
+
 def test_turbo_json_is_translated(tmp_path: Path) -> None:
     ws = _copy("turbo-template", tmp_path)
     result = ws.run_subprocess("init", "--yes")

@@ -286,7 +286,9 @@ def tool_templates(
 
     found: dict[str, Table] = {}
     has_tests = has_file("tests", "test", "conftest.py", "pytest.ini")
-    if has_tests or configured("pytest"):
+    # Only the project's own pytest configuration: a root [tool.pytest] configures the root's
+    # tests, and pytest fails (exit code 5) in a project without tests.
+    if has_tests or _tool(data, "pytest") is not None:
         found["test"] = {"cmd": "python -m pytest -q", "inputs": IMPORTING_INPUTS}
     if configured("ruff") or has_file("ruff.toml", ".ruff.toml") or "ruff" in deps:
         found["lint"] = {"cmd": "ruff check ."}
