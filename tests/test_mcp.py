@@ -152,6 +152,28 @@ def test_allow_run_then_the_plan_predicts_hits(vx_workspace: Make) -> None:
     _serve(ws, session, "--allow-run")
 
 
+def test_tasks_never_read_the_protocol_stream(vx_workspace: Make) -> None:
+    """The server's stdin carries the protocol: neither the vx child nor its tasks may read it
+    (a task reading stdin gets end-of-file)."""
+    ws = vx_workspace(
+        {
+            "pyproject.toml": (
+                '[tool.vx]\n\n[tool.vx.tasks.read]\ncmd = "cat > got.txt; echo read-done"\n'
+                "cache = false\n"
+            )
+        }
+    )
+
+    async def session(client: Client) -> None:
+        run = await _call(client, "run", {"tasks": ["read"]})
+        assert run["exit_code"] == 0, run
+        assert "read-done" in run["output_tail"]
+        assert (await _call(client, "graph", {}))["total"] == 1  # the protocol is intact
+
+    _serve(ws, session, "--allow-run")
+    assert (ws.path / "got.txt").read_bytes() == b""
+
+
 def test_malformed_arguments_are_tool_errors(vx_workspace: Make) -> None:
     ws = vx_workspace(FILES)
 

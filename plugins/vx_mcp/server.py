@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +28,8 @@ __all__ = ["READ_TIMEOUT", "VxTools", "build_server"]
 
 #: Seconds a read-only tool may take (a cold plan of a large workspace hashes every input).
 READ_TIMEOUT = 600.0
+#: Seconds vx gets to stop its tasks after SIGTERM when a call is cancelled or times out.
+STOP_GRACE = 15.0
 #: Characters of task output returned by ``run`` (the end, where failures usually are).
 OUTPUT_TAIL = 8000
 
@@ -48,6 +51,18 @@ def _bounded(items: list[Any], limit: int) -> dict[str, Any]:
     return {"total": len(items), "truncated": len(items) > limit, "items": items[:limit]}
 
 
+async def _stop(process: Any) -> None:
+    """SIGTERM (vx cancels its running tasks), then SIGKILL after :data:`STOP_GRACE` s."""
+    if process.returncode is not None:
+        return
+    process.terminate()
+    with anyio.move_on_after(STOP_GRACE):
+        await process.wait()
+        return
+    process.kill()
+    await process.wait()
+
+
 def _error_message(stderr: str, code: int) -> str:
     lines = [line for line in stderr.splitlines() if line.strip()]
     errors = [line.removeprefix("vx: error: ") for line in lines if line.startswith("vx: error:")]
@@ -64,17 +79,41 @@ class VxTools:
         self.has_history = history
 
     async def _vx(self, *args: str, timeout: float = READ_TIMEOUT) -> tuple[int, str, str]:
+        """Run ``vx -C DIR ARGS``; ``(exit code, stdout, stderr)``.
+
+        The child never sees the server's stdin (the protocol stream). When the call is
+        cancelled or times out, vx gets SIGTERM, so it stops its tasks the way Ctrl-C does,
+        and SIGKILL only if it has not exited after a grace period."""
         command = [sys.executable, "-m", "vx", "-C", str(self.directory), *args]
         env = {**os.environ, "NO_COLOR": "1"}
+        process = await anyio.open_process(command, stdin=subprocess.DEVNULL, env=env)
+        chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+
+        async def drain(stream: Any, into: list[bytes]) -> None:
+            async for chunk in stream:
+                into.append(chunk)
+
         try:
             with anyio.fail_after(timeout):
-                completed = await anyio.run_process(command, check=False, env=env, stdin=None)
+                async with anyio.create_task_group() as group:
+                    group.start_soon(drain, process.stdout, chunks["stdout"])
+                    group.start_soon(drain, process.stderr, chunks["stderr"])
+                    await process.wait()
         except TimeoutError:
+            with anyio.CancelScope(shield=True):
+                await _stop(process)
             raise ToolError(f"vx {' '.join(args)} took longer than {timeout:.0f} s") from None
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await _stop(process)
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await process.aclose()
         return (
-            completed.returncode,
-            completed.stdout.decode(errors="replace"),
-            completed.stderr.decode(errors="replace"),
+            process.returncode if process.returncode is not None else 1,
+            b"".join(chunks["stdout"]).decode(errors="replace"),
+            b"".join(chunks["stderr"]).decode(errors="replace"),
         )
 
     async def _json(self, *args: str) -> Any:
