@@ -174,6 +174,42 @@ def test_tasks_never_read_the_protocol_stream(vx_workspace: Make) -> None:
     assert (ws.path / "got.txt").read_bytes() == b""
 
 
+def test_a_cancelled_run_stops_its_tasks(vx_workspace: Make) -> None:
+    ws = vx_workspace(
+        {
+            "pyproject.toml": (
+                '[tool.vx]\n\n[tool.vx.tasks.slow]\ncmd = "echo $$ > pid; exec sleep 300"\n'
+                "cache = false\n"
+            )
+        }
+    )
+    pid_file = ws.path / "pid"
+
+    async def session(client: Client) -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.call_tool, "run", {"tasks": ["slow"]})
+            while not pid_file.is_file() or not pid_file.read_text().strip():
+                await anyio.sleep(0.05)
+            group.cancel_scope.cancel()
+        pid = int(pid_file.read_text())
+        with anyio.fail_after(60):  # a bound, not a measurement: SIGTERM reaches the task
+            while _alive(pid):
+                await anyio.sleep(0.05)
+        assert (await _call(client, "graph", {}))["total"] == 1  # still serving
+
+    _serve(ws, session, "--allow-run")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited: it only waits for its parent to read its status.
+    status = Path(f"/proc/{pid}/stat")
+    return not (status.is_file() and status.read_text().split()[2] == "Z")
+
+
 def test_malformed_arguments_are_tool_errors(vx_workspace: Make) -> None:
     ws = vx_workspace(FILES)
 
