@@ -84,6 +84,7 @@ def test_read_only_tools(vx_workspace: Make) -> None:
             assert tool.annotations.read_only_hint is True
             assert tool.output_schema is not None
         projects = await _call(client, "projects", {})
+        assert projects["workspace"] == str(ws.path)
         assert {p["name"]: p for p in projects["items"]} == {
             "core": {
                 "name": "core",
@@ -121,6 +122,28 @@ def test_read_only_tools(vx_workspace: Make) -> None:
 
     _serve(ws, session)
     assert not (ws.path / "packages/core/dist").exists()  # read-only: nothing ran
+
+
+def test_the_bundled_example_workspace(tmp_path: Path) -> None:
+    """examples/acme, started from a member directory: the root is found as vx finds it."""
+    import shutil
+
+    shutil.copytree(Path(__file__).parents[1] / "examples" / "acme", tmp_path / "acme")
+    ws = VxWorkspace(tmp_path / "acme")
+    member = next(p for p in (ws.path / "packages").iterdir() if (p / "pyproject.toml").is_file())
+
+    async def session(client: Client) -> None:
+        projects = await _call(client, "projects", {})
+        assert projects["workspace"] == str(ws.path)
+        names = {p["name"] for p in projects["items"]}
+        assert "//" in names  # the root lints the workspace's scripts
+        assert len(names) == 5
+        plan = await _call(client, "plan", {"tasks": ["lint", "test", "build"]})
+        assert plan["total"] == len(plan["items"]) == 13
+        assert set(plan["cache_counts"]) <= {"miss", "hit"}
+
+    params_dir = VxWorkspace(member)
+    _serve(params_dir, session)
 
 
 def test_allow_run_then_the_plan_predicts_hits(vx_workspace: Make) -> None:

@@ -146,7 +146,7 @@ class VxTools:
         """The workspace's projects with a task: name, path (relative to the workspace
         root), project dependencies and task names."""
         document = await self._json("graph", "--format=json")
-        return {"workspace": str(self.directory), **_bounded(document["projects"], limit)}
+        return {"workspace": document["workspace"], **_bounded(document["projects"], limit)}
 
     async def graph(
         self,

@@ -77,6 +77,7 @@ def _mermaid(graph: TaskGraph) -> str:
 def _json(graph: TaskGraph) -> str:
     selected = {task.project.name for task in graph}
     document = {
+        "workspace": str(graph.workspace.root),
         "tasks": [
             {
                 "id": task.id,
