@@ -290,6 +290,26 @@ def test_started_in_a_member_it_works_on_the_uv_workspace_root(vx_workspace: Mak
     assert '+members = ["libs/*"]' in result.stdout
 
 
+def test_projects_with_different_tools_keep_their_own_command(vx_workspace: Make) -> None:
+    ws = vx_workspace(
+        {
+            "libs/a/pyproject.toml": '[project]\nname = "a"\n\n[tool.mypy]\nstrict = true\n',
+            "libs/b/pyproject.toml": '[project]\nname = "b"\n\n[tool.pyright]\n',
+            "libs/c/pyproject.toml": '[project]\nname = "c"\n\n[tool.mypy]\n',
+        }
+    )
+    result = ws.run_subprocess("init", "--yes")  # no root pyproject: one is written
+    assert result.exit_code == 0, result.output
+    root = _vx_table(ws.path / "pyproject.toml")
+    assert root["members"] == ["libs/*"]
+    assert root["defaults"]["tasks"]["typecheck"]["cmd"] == "mypy ."
+    tasks = {name: _vx_table(ws.path / f"libs/{name}/pyproject.toml")["tasks"] for name in "abc"}
+    assert tasks["a"] == {"typecheck": {}}
+    assert tasks["c"] == {"typecheck": {}}
+    assert tasks["b"]["typecheck"]["cmd"] == "pyright"
+    assert (ws.path / "pyproject.toml").read_text().startswith("# Workspace root written by")
+
+
 def test_existing_configuration_is_kept(vx_workspace: Make) -> None:
     ws = vx_workspace(
         {

@@ -295,8 +295,10 @@ def propose(root: Path) -> Proposal:
             if workspace and source == "tool" and name in existing_defaults:
                 table = {}  # the workspace's own template of that name
             elif template_source.get(name) == source == "tool":
-                proposal.templates.setdefault(name, table)
-                table = {}
+                # The first project's table is the template; a project whose tools differ
+                # (pyright instead of mypy) keeps its own table.
+                template = proposal.templates.setdefault(name, table)
+                table = {} if template == table else dict(table)
             elif template_source.get(name) == source == "turbo.json":
                 table = {"cmd": scripts_of[directory][name]}
                 own = turbo.project_tasks if turbo is not None else {}
