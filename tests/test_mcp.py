@@ -78,7 +78,14 @@ def test_read_only_tools(vx_workspace: Make) -> None:
 
     async def session(client: Client) -> None:
         tools = (await client.list_tools()).tools
-        assert {t.name for t in tools} == {"projects", "graph", "plan", "why", "cache_stats"}
+        assert {t.name for t in tools} == {
+            "projects",
+            "graph",
+            "plan",
+            "why",
+            "cache_stats",
+            "history",  # the first-party history plugin is loaded
+        }
         for tool in tools:
             assert tool.annotations is not None
             assert tool.annotations.read_only_hint is True
@@ -269,45 +276,35 @@ def test_a_workspace_with_a_config_error(vx_workspace: Make) -> None:
     _serve(ws, session)
 
 
-HISTORY_PLUGIN = """
-import json
-import sys
-
-import vx
-
-
-@vx.hookimpl
-def vx_add_commands(registry):
-    registry.add("history", help="run history", handler=_history, configure=_configure)
-
-
-def _configure(parser):
-    parser.add_argument("glob", nargs="?")
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--limit", type=int, default=20)
-
-
-def _history(config):
-    option = config.option
-    sys.stdout.write(json.dumps({"glob": option.glob, "limit": option.limit, "runs": []}))
-    return 0
-"""
-
-
-def test_history_tool_only_when_a_history_plugin_is_loaded(vx_workspace: Make) -> None:
-    files = {
-        **FILES,
-        "pyproject.toml": '[tool.vx]\nmembers = ["packages/*"]\nplugins = ["history"]\n',
-        "history.py": HISTORY_PLUGIN,
-    }
-    ws = vx_workspace(files)
+def test_history_tool_reads_the_run_history(vx_workspace: Make) -> None:
+    ws = vx_workspace(FILES)
 
     async def session(client: Client) -> None:
-        assert "history" in await _tool_names(client)
-        document = await _call(client, "history", {"task_glob": "*#test", "limit": 5})
-        assert document == {"glob": "*#test", "limit": 5, "runs": []}
+        assert (await _call(client, "history", {}))["runs"] == []
+        assert (await _call(client, "run", {"tasks": ["build"]}))["exit_code"] == 0
+        assert (await _call(client, "run", {"tasks": ["build"]}))["exit_code"] == 0
+        runs = (await _call(client, "history", {"limit": 1}))["runs"]
+        assert len(runs) == 1  # the newest of the two
+        stats = await _call(client, "history", {"task_glob": "core#*"})
+        assert stats["task_glob"] == "core#*"
+        assert [task["task_id"] for task in stats["items"]] == ["core#build"]
+        assert stats["items"][0]["runs"] == 2
+        assert "invalid task glob" in await _error(client, "history", {"task_glob": "-x"})
 
-    _serve(ws, session)
+    _serve(ws, session, "--allow-run")
+
+
+def test_without_the_history_plugin_there_is_no_history_tool(vx_workspace: Make) -> None:
+    ws = vx_workspace(FILES)
+
+    async def session(client: Client) -> None:
+        assert "history" not in await _tool_names(client)
+        assert "Unknown tool" in await _error(client, "history", {})
+        # The children are started with the server's -p options: nothing records a run.
+        assert (await _call(client, "run", {"tasks": ["build"]}))["exit_code"] == 0
+
+    _serve(ws, session, "--allow-run", "-p", "no:history")
+    assert not (ws.path / ".vx" / "history.db").exists()
 
 
 def test_missing_sdk_is_a_clear_message(vx_workspace: Make, tmp_path: Path) -> None:

@@ -43,6 +43,11 @@ def _mcp_command(config: Config) -> int:
             "vx mcp needs the MCP SDK, which is not installed; fix: pip install 'vx-build[mcp]'"
         ) from None
     history = config.pluginmanager.get_plugin("history") is not None
-    tools = VxTools(config.invocation_dir, allow_run=config.option.allow_run, history=history)
+    tools = VxTools(
+        config.invocation_dir,
+        allow_run=config.option.allow_run,
+        history=history,
+        plugins=list(config.option.plugins),
+    )
     build_server(tools).run("stdio")
     return 0

@@ -73,10 +73,14 @@ def _error_message(stderr: str, code: int) -> str:
 class VxTools:
     """The tools, bound to one directory (``vx -C``) and one interpreter."""
 
-    def __init__(self, directory: Path, *, allow_run: bool, history: bool) -> None:
+    def __init__(
+        self, directory: Path, *, allow_run: bool, history: bool, plugins: list[str]
+    ) -> None:
         self.directory = directory
         self.allow_run = allow_run
         self.has_history = history
+        self.plugin_args = [arg for name in plugins for arg in ("-p", name)]
+        """The server's own ``-p`` options, given to every vx child as well."""
 
     async def _vx(self, *args: str, timeout: float = READ_TIMEOUT) -> tuple[int, str, str]:
         """Run ``vx -C DIR ARGS``; ``(exit code, stdout, stderr)``.
@@ -84,7 +88,7 @@ class VxTools:
         The child never sees the server's stdin (the protocol stream). When the call is
         cancelled or times out, vx gets SIGTERM, so it stops its tasks the way Ctrl-C does,
         and SIGKILL only if it has not exited after a grace period."""
-        command = [sys.executable, "-m", "vx", "-C", str(self.directory), *args]
+        command = [sys.executable, "-m", "vx", "-C", str(self.directory), *self.plugin_args, *args]
         env = {**os.environ, "NO_COLOR": "1"}
         process = await anyio.open_process(command, stdin=subprocess.DEVNULL, env=env)
         chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
@@ -207,17 +211,26 @@ class VxTools:
 
     async def history(
         self,
-        task_glob: Annotated[str | None, Field(description="e.g. '*#test'")] = None,
-        limit: Annotated[int, Field(ge=1, le=200)] = 20,
+        task_glob: Annotated[
+            str | None, Field(description="per-task statistics for these tasks, e.g. '*#test'")
+        ] = None,
+        since: Annotated[str | None, Field(description="an age (12h, 7d) or a date")] = None,
+        branch: Annotated[str | None, Field(description="only runs on this git branch")] = None,
+        limit: Annotated[int, Field(ge=1, le=200, description="the newest N runs")] = 20,
     ) -> dict[str, Any]:
-        """Run history (`vx history --json`): recent runs, or per-task statistics (p50/p90/
-        p99 durations, success and cache-hit rates, flaky counts) for tasks matching
-        TASK_GLOB."""
-        if task_glob is not None and task_glob.startswith("-"):
-            raise ToolError(f"invalid task glob {task_glob!r}")
+        """Run history (`vx history --json`): the recent runs, or with TASK_GLOB per-task
+        statistics (p50/p90/p99 durations, success and cache-hit rates, flaky counts)."""
         args = [task_glob] if task_glob else []
-        document = await self._json("history", *args, "--json", f"--limit={limit}")
-        return document if isinstance(document, dict) else {"items": document}
+        args += [f"--since={since}"] if since else []
+        args += [f"--branch={branch}"] if branch else []
+        for value in args:
+            if value.startswith("-") and not value.startswith(("--since=", "--branch=")):
+                raise ToolError(f"invalid task glob {value!r}")
+        document: dict[str, Any] = await self._json("history", *args, "--json", f"--limit={limit}")
+        if isinstance(document.get("tasks"), list):
+            tasks = document.pop("tasks")
+            document.update(_bounded(tasks, 200))
+        return document
 
     # -- running (only with --allow-run) -------------------------------------------------
 
