@@ -216,6 +216,7 @@ def _task_definition(
             file=str(file),
             key=f"tool.vx.tasks.{name}",
         )
+    _check_persistent(name, merged, file)
     cmd = merged.cmd if merged.cmd is None or isinstance(merged.cmd, str) else tuple(merged.cmd)
     return TaskDefinition(
         name=name,
@@ -225,7 +226,43 @@ def _task_definition(
         outputs=tuple(merged.outputs),
         env=tuple(merged.env),
         pass_env=tuple(merged.pass_env),
-        cache=merged.cache,
+        cache=merged.cache and not merged.persistent,
         cwd=merged.cwd,
         retries=merged.retries,
+        persistent=merged.persistent,
+        ready=merged.ready.probe() if merged.ready is not None else None,
+        ready_timeout=merged.ready_timeout,
     )
+
+
+def _check_persistent(name: str, task: TaskSettings, file: Path) -> None:
+    """A persistent task is never cached; ``ready`` only applies to persistent tasks."""
+    key = f"tool.vx.tasks.{name}"
+    if task.persistent:
+        if "cache" in task.model_fields_set and task.cache:
+            raise ConfigError(
+                "a persistent task is never cached; remove `cache = true`",
+                file=str(file),
+                key=f"{key}.cache",
+            )
+        if task.outputs:
+            raise ConfigError(
+                "a persistent task has no outputs (it is never cached); remove `outputs`, or "
+                "move the build step to a task it depends on",
+                file=str(file),
+                key=f"{key}.outputs",
+            )
+        if task.cmd is None:
+            raise ConfigError(
+                "a persistent task needs a cmd (the long-running process)",
+                file=str(file),
+                key=f"{key}.cmd",
+            )
+        return
+    for option in ("ready", "ready_timeout"):
+        if option in task.model_fields_set:
+            raise ConfigError(
+                f"`{option}` only applies to persistent tasks; add `persistent = true`",
+                file=str(file),
+                key=f"{key}.{option}",
+            )

@@ -8,9 +8,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vx.environment import TaskEnvironments
 from vx.errors import EXIT_INTERRUPTED
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from vx.config import Config
     from vx.execution import Executor
     from vx.graph import Task, TaskGraph
+    from vx.services import ServicePool
 
 __all__ = ["ContinueMode", "RunCache", "Runner", "new_run_id"]
 
@@ -73,9 +74,17 @@ class Runner:
         priorities: Mapping[str, float] | Callable[[], Mapping[str, float] | None] | None,
         cache: RunCache | None = None,
         task_names: list[str] | None = None,
+        settled: Collection[str] = (),
+        services: ServicePool | None = None,
     ) -> None:
+        """``settled``: ids of tasks that count as done without running (``vx watch``: unchanged
+        since its last run); they get no events and are not in the run's results.
+        ``services``: keep the persistent tasks this run starts running in this pool when the
+        run ends (``vx watch``); without it they are stopped once nothing needs them."""
         self.config = config
         self.graph = graph
+        self.settled = frozenset(settled)
+        self.services = services
         self.executor = executor
         self.concurrency = max(1, concurrency)
         self.continue_mode = continue_mode
@@ -84,13 +93,20 @@ class Runner:
         self.run_info = RunInfo(
             run_id=new_run_id(),
             started_at=time.time(),
-            tasks=[task.id for task in graph],
+            tasks=[task.id for task in graph if task.id not in self.settled],
             task_names=task_names or [],
             concurrency=self.concurrency,
         )
         self._start = time.monotonic()
         self._free_slots = list(range(self.concurrency))
         self._running: dict[str, asyncio.Task[TaskResult]] = {}
+        self._serving: dict[str, asyncio.Task[TaskResult]] = {}
+        """Persistent tasks that passed their readiness probe (they hold no concurrency slot)."""
+        self._readied: list[str] = []
+        self._wakeup: asyncio.Event | None = None
+        self._services_done = False
+        self._still_running: dict[str, Callable[[], TaskResult]] = {}
+        """The result of each serving task if the run ended now (``vx watch`` keeps it up)."""
         self._stopping = False
         env_mode = getattr(config.option, "env_mode", None) or config.settings.env_mode
         self._environments = TaskEnvironments(
@@ -106,19 +122,46 @@ class Runner:
         in dependency order, on this thread; the asyncio scheduler (and its import) is only
         needed when something must run or be extracted.
         """
-        hook = self.config.hook
-        start = self._start = time.monotonic()
-        hook.run_start(self.run_info, self.graph, self.config)
-        self._complete_ready_hits()
-        if len(self.run_info.results) < len(self.graph):
+        start = self._begin()
+        if self._pending():
             import asyncio
 
-            asyncio.run(self._run())
+            asyncio.run(self._run(handle_signals=True))
+        return self._end(start)
+
+    async def run_async(self) -> RunInfo:
+        """Like :meth:`run`, in the caller's running event loop (``vx watch``). The caller owns
+        the loop's signal handling: call :meth:`interrupt` on Ctrl-C, :meth:`cancel` to stop the
+        run early."""
+        start = self._begin()
+        if self._pending():
+            await self._run(handle_signals=False)
+        return self._end(start)
+
+    def interrupt(self) -> None:
+        """Stop the run as Ctrl-C does (``run.interrupted``, exit code 130)."""
+        self._interrupt()
+
+    def cancel(self) -> None:
+        """Stop the run without marking it interrupted (what is running is cancelled)."""
+        self._stop()
+
+    def _begin(self) -> float:
+        start = self._start = time.monotonic()
+        self.config.hook.run_start(self.run_info, self.graph, self.config)
+        self._complete_ready_hits()
+        return start
+
+    def _pending(self) -> bool:
+        return len(self.run_info.results) + len(self.settled) < len(self.graph)
+
+    def _end(self, start: float) -> RunInfo:
+        hook = self.config.hook
         if self.cache is not None:
             self.cache.flush()
         results = self.run_info.results
         for task in self.graph:
-            if task.id not in results:
+            if task.id not in results and task.id not in self.settled:
                 self._finish(
                     TaskResult(task, TaskStatus.SKIPPED, 1, 0.0, cache={"status": "skipped"})
                 )
@@ -143,8 +186,14 @@ class Runner:
         if cache is None:
             return
         results = self.run_info.results
+        settled = self.settled
         for task in self.graph:
-            if any(d not in results or results[d].status not in PASSED for d in task.dependencies):
+            if task.id in settled:
+                continue
+            if any(
+                d not in settled and (d not in results or results[d].status not in PASSED)
+                for d in task.dependencies
+            ):
                 continue
             if task.command is not None and not cache.can_restore_now(task):
                 continue
@@ -172,8 +221,8 @@ class Runner:
             hit.start_ms, hit.slot = start_ms, 0
             self._finish(hit)
 
-    async def _run(self) -> None:
-        restore_signals = self._install_signal_handlers()
+    async def _run(self, *, handle_signals: bool) -> None:
+        restore_signals = self._install_signal_handlers() if handle_signals else (lambda: None)
         try:
             await self._schedule()
             if self.cache is not None:
@@ -197,47 +246,115 @@ class Runner:
         order = {task.id: index for index, task in enumerate(self.graph)}
         priorities = self.priorities()
         results = self.run_info.results
+        settled = self.settled
         waiting = {
-            task.id: sum(d not in results for d in task.dependencies)
+            task.id: sum(d not in results and d not in settled for d in task.dependencies)
             for task in self.graph
-            if task.id not in results
+            if task.id not in results and task.id not in settled
         }
         ready: list[tuple[float, int, str]] = []
+        released: set[str] = set()
+        slots: dict[str, int] = {}
+        """Concurrency slot of each task holding one (a persistent task frees its own when
+        it becomes ready)."""
+        self._wakeup = asyncio.Event()
 
         def push(id: str) -> None:
             heapq.heappush(ready, (-priorities.get(id, 0.0), order[id], id))
 
+        def release(task: Task) -> None:
+            released.add(task.id)
+            for dependent in task.dependents:
+                waiting[dependent] -= 1
+                if waiting[dependent] == 0:
+                    push(dependent)
+
+        def free_slot(id: str) -> None:
+            slot = slots.pop(id, None)
+            if slot is not None:
+                heapq.heappush(self._free_slots, slot)
+
         for id, count in waiting.items():
             if count == 0:
                 push(id)
-        while (ready and not self._stopping) or self._running:
+        while True:
             while ready and not self._stopping and len(self._running) < self.concurrency:
                 _, _, id = heapq.heappop(ready)
-                slot = heapq.heappop(self._free_slots)
+                slot = slots[id] = heapq.heappop(self._free_slots)
                 self._running[id] = asyncio.create_task(self._execute(self.graph[id], slot))
-            done, _ = await asyncio.wait(
-                self._running.values(), return_when=asyncio.FIRST_COMPLETED
-            )
+            idle = not self._running and not (ready and not self._stopping)
+            if idle and (not self._serving or not await self._services_idle()):
+                break
+            wakeup = asyncio.ensure_future(self._wakeup.wait())
+            waiting_on: list[asyncio.Future[Any]] = [
+                *self._running.values(),
+                *self._serving.values(),
+                wakeup,
+            ]
+            done, _ = await asyncio.wait(waiting_on, return_when=asyncio.FIRST_COMPLETED)
+            wakeup.cancel()
+            self._wakeup.clear()
+            for id in self._readied:  # persistent tasks whose probe passed
+                self._serving[id] = self._running.pop(id)
+                free_slot(id)
+                release(self.graph[id])
+            self._readied.clear()
             for completed in done:
-                result = completed.result()
-                del self._running[result.task.id]
-                assert result.slot is not None
-                heapq.heappush(self._free_slots, result.slot)
+                if completed is wakeup:
+                    continue
+                result: TaskResult = completed.result()
+                self._running.pop(result.task.id, None)
+                self._serving.pop(result.task.id, None)
+                free_slot(result.task.id)
                 self._finish(result)
                 ok = result.status in PASSED
                 failed = result.status == TaskStatus.FAILED
                 if failed and self.continue_mode == ContinueMode.NEVER:
                     self._stop()
-                if ok or self.continue_mode == ContinueMode.ALWAYS:
-                    for dependent in result.task.dependents:
-                        waiting[dependent] -= 1
-                        if waiting[dependent] == 0:
-                            push(dependent)
+                if result.task.id not in released and (
+                    ok or self.continue_mode == ContinueMode.ALWAYS
+                ):
+                    release(result.task)
+
+    async def _services_idle(self) -> bool:
+        """Nothing but persistent tasks is left: hand them over to the caller's pool, or stop
+        those some non-persistent task needed. True while others (``vx run dev``, where the
+        server itself was asked for) keep the run going."""
+        import asyncio
+
+        if self.services is not None and not self._stopping:
+            from vx.services import Service
+
+            for id, serving in self._serving.items():
+                self.services.add(Service(self.graph[id], serving))
+                self._finish(self._still_running.pop(id)())
+            self._serving.clear()
+            return False
+        needed = {id for id in self._serving if self._serves_others(id)}
+        if self._stopping:
+            needed = set(self._serving)
+        if needed:
+            self._services_done = not self._stopping
+            stopping = [self._serving[id] for id in needed]
+            for serving in stopping:
+                serving.cancel()
+            await asyncio.wait(stopping)
+            for id in needed:
+                self._finish(self._serving.pop(id).result())
+        return bool(self._serving)
+
+    def _serves_others(self, id: str) -> bool:
+        """Whether a task with a command that is not persistent (transitively) depends on id."""
+        for dependent in self.graph.transitive_dependents(id):
+            task = self.graph[dependent]
+            if task.command is not None and not task.definition.persistent:
+                return True
+        return False
 
     def _stop(self) -> None:
         """Fail fast: start nothing more and cancel what is running."""
         self._stopping = True
-        for running in self._running.values():
+        for running in (*self._running.values(), *self._serving.values()):
             running.cancel()
 
     def _interrupt(self) -> None:
@@ -310,6 +427,8 @@ class Runner:
                 env=self._environments.for_task(task),
             )
             spec = hook.wrap_command(task, spec, self.config)
+            if task.definition.persistent:
+                return await self._serve(task, spec, on_output, output, result)
             code = -1
             while code != 0 and attempts <= self._retries(task):
                 attempts += 1
@@ -325,3 +444,44 @@ class Runner:
             passing = bytes(output[attempt_start:])
             await self.cache.save(task, replace(done, output=passing))
         return done
+
+    async def _serve(
+        self,
+        task: Task,
+        spec: CommandSpec,
+        on_output: OutputCallback,
+        output: bytearray,
+        result: Callable[[TaskStatus, int, int], TaskResult],
+    ) -> TaskResult:
+        """Run a persistent task (never retried): start it, report it ready when its probe
+        passes, and return its result once it exits or is stopped. ``result`` builds the
+        task's result (status, exit code, attempts)."""
+        import asyncio
+
+        from vx.services import persistent_state, wait_ready
+
+        process = asyncio.ensure_future(self.executor.execute(task, spec, on_output))
+        try:
+            problem = await wait_ready(task, process, output)
+            if problem is None:
+                self._still_running[task.id] = lambda: persistent_state(
+                    result(TaskStatus.SUCCESS, 0, 1), "running"
+                )
+                self._readied.append(task.id)
+                assert self._wakeup is not None
+                self._wakeup.set()
+                code = await asyncio.shield(process)
+                problem = f"exited with code {code} while it was serving"
+        except asyncio.CancelledError:
+            process.cancel()
+            await asyncio.gather(process, return_exceptions=True)
+            if self._services_done or (self.services is not None and not self._stopping):
+                return persistent_state(result(TaskStatus.SUCCESS, 0, 1), "stopped")
+            cancelled = result(TaskStatus.CANCELLED, 128 + signal.SIGTERM, 1)
+            return persistent_state(cancelled, "cancelled")
+        if not process.done():  # the probe timed out
+            process.cancel()
+            await asyncio.gather(process, return_exceptions=True)
+        on_output(f"vx: {problem}\n".encode())
+        code = process.result() if not process.cancelled() and not process.exception() else 1
+        return persistent_state(result(TaskStatus.FAILED, code or 1, 1), "failed")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -16,7 +17,7 @@ from pydantic_settings import (
 
 from vx.planning import parse_concurrency
 
-__all__ = ["CoreSettings", "ProjectSettings", "TaskSettings"]
+__all__ = ["CoreSettings", "ProjectSettings", "ReadySettings", "TaskSettings", "parse_duration"]
 
 
 def _dependency_syntax(item: str) -> str:
@@ -28,6 +29,53 @@ def _dependency_syntax(item: str) -> str:
 
 #: One ``depends_on`` entry; validated per item so errors name its index.
 Dependency = Annotated[str, AfterValidator(_dependency_syntax)]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: float | str) -> float:
+    """``30``, ``"30s"``, ``"500ms"``, ``"2m"`` -> seconds (> 0). Raises ValueError."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value) if isinstance(value, str) else None
+        if match is None:
+            raise ValueError(
+                f"expected seconds or a duration like '30s', '500ms', '2m', got {value!r}"
+            )
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+    if seconds <= 0:
+        raise ValueError(f"must be greater than 0, got {value!r}")
+    return seconds
+
+
+class ReadySettings(BaseModel):
+    """``ready = {port = N}``, ``{log = "text"}`` or ``{http = "URL"}`` of a persistent task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    log: str | None = Field(default=None, min_length=1)
+    http: str | None = None
+
+    @field_validator("http")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ReadySettings:
+        if len(self.model_fields_set) != 1:
+            raise ValueError("set exactly one of port, log or http")
+        return self
+
+    def probe(self) -> tuple[str, str]:
+        """``("port", "8000")``, ``("log", text)`` or ``("http", url)``."""
+        kind = next(iter(self.model_fields_set))
+        return kind, str(getattr(self, kind))
 
 
 class TaskSettings(BaseModel):
@@ -45,6 +93,14 @@ class TaskSettings(BaseModel):
     cwd: str = "."
     retries: int | None = Field(default=None, ge=0)
     """Run a failing command again up to this many times (default: ``[tool.vx] retries``)."""
+    persistent: bool = False
+    ready: ReadySettings | None = None
+    ready_timeout: float = 30.0
+
+    @field_validator("ready_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
 
     @field_validator("cmd")
     @classmethod

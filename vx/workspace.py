@@ -36,6 +36,14 @@ class TaskDefinition:
     retries: int | None = None
     """Extra attempts after a failure; None: the workspace default (``[tool.vx] retries``).
     Not part of the cache key."""
+    persistent: bool = False
+    """A long-running process (dev server, database): never cached, never "done"; its
+    dependents start once it is ready (see docs/watch.md)."""
+    ready: tuple[str, str] | None = None
+    """Readiness probe of a persistent task: ``("port", "8000")``, ``("log", text)`` or
+    ``("http", url)``; None means ready as soon as it is started."""
+    ready_timeout: float = 30.0
+    """Seconds the probe may take before the persistent task fails."""
 
 
 @dataclass(frozen=True, slots=True)
