@@ -32,5 +32,6 @@ def test_mypy_strict_clean() -> None:
         "plugins/vx_history",
         "plugins/vx_init",
         "plugins/vx_mcp",
+        "plugins/vx_watch",
     )
     assert plugins.returncode == 0, plugins.stdout + plugins.stderr

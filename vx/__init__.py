@@ -14,12 +14,15 @@ if TYPE_CHECKING:
     from pluggy import HookimplMarker
 
     from vx._log import warning
+    from vx.api import create_runner, plan_run
     from vx.caching import Artifact, ArtifactInfo, CacheLayer, CorruptArtifactError
     from vx.config import Config
     from vx.errors import ConfigError, PluginError, UsageError, VxError
     from vx.execution import CommandSpec, Executor, RunInfo, TaskResult, TaskStatus
     from vx.graph import Task, TaskGraph
     from vx.hashing import CACHEDIR_TAG_SIGNATURE
+    from vx.runner import Runner
+    from vx.services import ServicePool
     from vx.workspace import Project, TaskDefinition, Workspace
 
     hookimpl: HookimplMarker
@@ -37,6 +40,8 @@ __all__ = [
     "PluginError",
     "Project",
     "RunInfo",
+    "Runner",
+    "ServicePool",
     "Task",
     "TaskDefinition",
     "TaskGraph",
@@ -46,7 +51,9 @@ __all__ = [
     "VxError",
     "Workspace",
     "__version__",
+    "create_runner",
     "hookimpl",
+    "plan_run",
     "warning",
 ]
 
@@ -63,6 +70,8 @@ _LAZY = {
     "PluginError": "vx.errors",
     "Project": "vx.workspace",
     "RunInfo": "vx.execution",
+    "Runner": "vx.runner",
+    "ServicePool": "vx.services",
     "Task": "vx.graph",
     "TaskDefinition": "vx.workspace",
     "TaskGraph": "vx.graph",
@@ -72,6 +81,8 @@ _LAZY = {
     "VxError": "vx.errors",
     "Workspace": "vx.workspace",
     "warning": "vx._log",
+    "create_runner": "vx.api",
+    "plan_run": "vx.api",
 }
 
 

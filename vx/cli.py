@@ -27,6 +27,12 @@ class Command:
     needs_workspace: bool = True
     configure: Callable[[argparse.ArgumentParser], None] | None = None
     """Optional: add arguments to the subcommand's own argparse parser."""
+    options_of: str | None = None
+    """Also accept every option added for this other command (``vx watch`` takes the options
+    of ``vx run``, including those plugins add to it)."""
+
+    def takes_options_of(self, command: str | None) -> bool:
+        return command is not None and command in (self.name, self.options_of)
 
 
 class CommandRegistry:
@@ -43,10 +49,11 @@ class CommandRegistry:
         handler: Callable[[Any], int],
         needs_workspace: bool = True,
         configure: Callable[[argparse.ArgumentParser], None] | None = None,
+        options_of: str | None = None,
     ) -> Command:
         if name in self.commands:
             raise PluginError(f"two plugins add the command 'vx {name}'")
-        command = Command(name, help, handler, needs_workspace, configure)
+        command = Command(name, help, handler, needs_workspace, configure, options_of)
         self.commands[name] = command
         return command
 
@@ -89,7 +96,7 @@ class Parser:
             if command.configure is not None:
                 command.configure(sub)
             for option_command, flags, kwargs in self._options:
-                if option_command == command.name:
+                if command.takes_options_of(option_command):
                     sub.add_argument(*flags, **kwargs)
             group = sub.add_argument_group("global options")
             for flags, kwargs in globals_:
@@ -145,11 +152,15 @@ def _optional_values_need_equals(parser: Parser, args: list[str]) -> list[str]:
     """An option with an optional value takes it only after ``=`` (``--continue[=MODE]``):
     ``vx run --continue test`` is ``--continue=always test``, not ``--continue=test``.
     Only the options of the command being parsed (and global ones) are rewritten."""
-    command = next((a for a in args if a in parser.commands.commands), None)
+    name = next((a for a in args if a in parser.commands.commands), None)
+    command = parser.commands.commands[name] if name is not None else None
     bare = {
         flag: kwargs["const"]
         for option_command, flags, kwargs in parser._options
-        if option_command in (None, command)
+        if (
+            option_command is None
+            or (command is not None and command.takes_options_of(option_command))
+        )
         and kwargs.get("nargs") == "?"
         and isinstance(kwargs.get("const"), str)
         for flag in flags

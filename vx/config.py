@@ -230,6 +230,18 @@ class Config:
         except SettingsError as exc:
             raise ConfigError(f"invalid VX_* environment variable: {exc}") from None
 
+    def reload(self) -> None:
+        """Read the configuration again (``vx watch``, after a ``pyproject.toml`` changed).
+
+        The root ``pyproject.toml`` is parsed now (a syntax error raises
+        :class:`~vx.errors.ConfigError`); settings and the workspace are validated from the
+        files on next use, never taken from the workspace cache. Plugins are not reloaded.
+        """
+        self.root_data = read_toml(self.require_root() / "pyproject.toml")
+        for name in ("settings", "workspace"):
+            self.__dict__.pop(name, None)
+        self.__dict__["_cached"] = None
+
     def section(self, name: str) -> Any:
         """The validated ``[tool.vx.<name>]`` model of a plugin."""
         return getattr(self.settings, name)

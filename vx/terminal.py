@@ -139,11 +139,11 @@ class TerminalReporter:
     @vx.hookimpl
     def vx_run_start(self, run: RunInfo, graph: TaskGraph, config: Config) -> None:
         if self.verbosity >= 0:
-            projects = len({task.project.name for task in graph})
+            projects = len({graph[id].project.name for id in run.tasks})
             names = ", ".join(run.task_names)
             self.out.write(
                 self._paint(
-                    f"• vx {vx.__version__}: running {names} — {len(graph)} task(s) in "
+                    f"• vx {vx.__version__}: running {names} — {len(run.tasks)} task(s) in "
                     f"{projects} project(s)\n",
                     "2",
                 )

@@ -105,8 +105,7 @@ def add_selection_options(parser: Parser, command: str) -> None:
 
 def run_command(config: Config) -> int:
     from vx.cache import create_cache
-    from vx.planning import plan, resolve_concurrency
-    from vx.runner import Runner
+    from vx.planning import plan
 
     graph = plan(config, list(config.option.tasks))
     if not len(graph):
@@ -117,16 +116,7 @@ def run_command(config: Config) -> int:
     cache = create_cache(config, graph)
     if config.option.dry:
         return _dry_run(config, graph, cache)
-    runner = Runner(
-        config,
-        graph,
-        config.hook.executor(config),
-        concurrency=resolve_concurrency(config),
-        continue_mode=ContinueMode(config.option.continue_mode),
-        priorities=lambda: config.hook.task_priorities(graph, config),
-        cache=cache,
-        task_names=list(config.option.tasks),
-    )
+    runner = vx.create_runner(config, graph, cache, task_names=list(config.option.tasks))
     run = runner.run()
     assert run.exit_code is not None
     return run.exit_code

@@ -1,0 +1,197 @@
+"""The ``vx watch`` loop: run, wait for changes, re-run what they affect, until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+import vx
+from vx_watch.watcher import ChangeFilter, ChangeSet, WorkspaceWatcher
+
+if TYPE_CHECKING:
+    from vx import Config, RunInfo, Runner, TaskGraph, TaskResult
+
+__all__ = ["WatchSession"]
+
+_OK = ("success", "cached")
+#: The exit code of an interrupted ``vx run`` (and ``vx watch`` stopped by Ctrl-C).
+EXIT_INTERRUPTED = 130
+
+
+def say(message: str) -> None:
+    """One status line of ``vx watch`` (stdout, with the task output)."""
+    sys.stdout.write(f"• vx watch: {message}\n")
+    sys.stdout.flush()
+
+
+class WatchSession:
+    """One ``vx watch`` invocation.
+
+    After each run it remembers every successful task's key. On a change it plans again
+    (reading the configuration again first when a ``pyproject.toml`` changed) and runs the
+    tasks whose key differs from the remembered one, those that did not succeed last time,
+    and their dependents; every other task is *settled* (not run, not reported). Persistent
+    tasks stay up in one :class:`vx.ServicePool` and are restarted only when they are part
+    of such a run.
+    """
+
+    def __init__(
+        self, config: Config, task_names: list[str], *, debounce: float, interrupt: bool
+    ) -> None:
+        self.config = config
+        self.task_names = task_names
+        self.interrupt_runs = interrupt
+        root = config.require_root()
+        settings = config.section("watch")
+        self.filter = ChangeFilter(root, tuple(settings.ignore))
+        self.watcher = WorkspaceWatcher(root, self.filter, debounce=debounce)
+        self.services = vx.ServicePool()
+        self.services.on_exit = self._service_exited
+        self.keys: dict[str, str | None] = {}
+        """Key of every task as of its last successful run."""
+        self.runner: Runner | None = None
+        self.stopping = asyncio.Event()
+        self.interrupted = False
+        self.needs_reload = False
+        self.exit_code = 0
+
+    # -- signals ---------------------------------------------------------------------
+
+    def _on_signal(self) -> None:
+        if self.interrupted:
+            return
+        self.interrupted = True
+        self.stopping.set()
+        if self.runner is not None:
+            self.runner.interrupt()
+
+    def _service_exited(self, result: TaskResult) -> None:
+        self.keys.pop(result.task.id, None)
+        say(
+            f"{result.task.id} exited with code {result.exit_code}; it starts again with "
+            "the next run"
+        )
+
+    # -- the loop --------------------------------------------------------------------
+
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._on_signal)
+        try:
+            await self.watcher.start()
+            changes: ChangeSet | None = None
+            pending: asyncio.Task[ChangeSet] | None = None
+            while not self.stopping.is_set():
+                pending = await self._cycle(changes, pending)
+                if self.stopping.is_set():
+                    break
+                say("waiting for changes (Ctrl-C to stop)")
+                changes = await self._wait(pending)
+                pending = None
+                if changes is None:
+                    break
+        finally:
+            say("stopping")
+            await self.services.stop_all()
+            await self.watcher.stop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+        return EXIT_INTERRUPTED if self.interrupted else self.exit_code
+
+    async def _wait(self, pending: asyncio.Task[ChangeSet] | None) -> ChangeSet | None:
+        """The next change set, or None when Ctrl-C came first."""
+        change = pending or asyncio.ensure_future(self.watcher.next())
+        stop = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait([change, stop], return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not change.done():
+            change.cancel()
+            return None
+        return change.result()
+
+    async def _cycle(
+        self, changes: ChangeSet | None, pending: asyncio.Task[ChangeSet] | None
+    ) -> asyncio.Task[ChangeSet] | None:
+        """Plan and run once; returns the wait for the next change if one started meanwhile."""
+        if changes is not None:
+            say(f"changed: {changes.describe()}")
+            if changes.config_changed:
+                self.needs_reload = True
+        planned = self._plan()
+        if planned is None:
+            return pending
+        graph, cache, run, settled = planned
+        if not run:
+            say("no task affected")
+            return pending
+        for service in self.services:
+            if service.task.id not in settled:
+                await self.services.stop(service.task.id)
+                self.keys.pop(service.task.id, None)
+        unchanged = f" ({len(settled)} unchanged)" if settled else ""
+        say(f"running {', '.join(run)}{unchanged}")
+        keys = {task.id: task.hash for task in graph}
+        self.runner = vx.create_runner(
+            self.config,
+            graph,
+            cache,
+            task_names=self.task_names,
+            settled=settled,
+            services=self.services,
+        )
+        running = asyncio.ensure_future(self.runner.run_async())
+        if self.interrupt_runs:
+            pending = pending or asyncio.ensure_future(self.watcher.next())
+            await asyncio.wait([running, pending], return_when=asyncio.FIRST_COMPLETED)
+            if not running.done():
+                say("changes arrived: stopping this run")
+                self.runner.cancel()
+        info = await running
+        self.runner = None
+        self._remember(info, keys)
+        if pending is not None and pending.done() and not self.stopping.is_set():
+            # Collected while the run was stopping: plan again right away.
+            return await self._cycle(pending.result(), None)
+        return pending
+
+    def _plan(self) -> tuple[TaskGraph, Any, list[str], set[str]] | None:
+        """Read the configuration if needed, plan, and split the graph into the tasks to run
+        and the settled ones; None after a configuration error (shown, watching goes on)."""
+        try:
+            if self.needs_reload:
+                self.config.reload()
+                say("configuration reloaded")
+            graph, cache = vx.plan_run(self.config, self.task_names)
+        except vx.VxError as exc:
+            self.needs_reload = True
+            say(f"error: {exc}")
+            say("waiting for a fix")
+            self.exit_code = exc.exit_code
+            return None
+        self.needs_reload = False
+        self.exit_code = 0
+        self.filter.update(graph.workspace)
+        changed = {
+            task.id
+            for task in graph
+            if task.id not in self.keys
+            or self.keys[task.id] != task.hash
+            or (task.definition.persistent and task.id not in self.services)
+        }
+        affected = set(changed)
+        for id in changed:
+            affected |= graph.transitive_dependents(id)
+        run = [task.id for task in graph if task.id in affected]
+        return graph, cache, run, {task.id for task in graph} - affected
+
+    def _remember(self, info: RunInfo, keys: dict[str, str | None]) -> None:
+        for id, result in info.results.items():
+            if result.status.value in _OK:
+                self.keys[id] = keys.get(id)
+            else:
+                self.keys.pop(id, None)
+        if info.exit_code:
+            self.exit_code = info.exit_code
