@@ -158,7 +158,7 @@ def test_a_server_that_crashes_while_serving_fails_the_run(vx_workspace: Make) -
 
 WORKER = f"{PYTHON} -c 'import time; time.sleep(300)' vx-worker-marker"
 # The job sees the worker running (its command line is in /proc).
-JOB = "grep -l vx-worker-mark[e]r /proc/[0-9]*/cmdline >/dev/null 2>&1 && echo worker seen"
+JOB = "grep -l 'vx-worker-mark[e]r' /proc/[0-9]*/cmdline >/dev/null 2>&1 && echo worker seen"
 
 
 def test_without_a_probe_dependents_start_at_once(vx_workspace: Make) -> None:
