@@ -88,7 +88,8 @@ class WatchSession:
                 pending = await self._cycle(changes, pending)
                 if self.stopping.is_set():
                     break
-                say("waiting for changes (Ctrl-C to stop)")
+                if not self.needs_reload:  # else it said "waiting for a fix"
+                    say("waiting for changes (Ctrl-C to stop)")
                 changes = await self._wait(pending)
                 pending = None
                 if changes is None:
