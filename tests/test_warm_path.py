@@ -67,6 +67,25 @@ def test_a_warm_full_hit_imports_no_heavy_module(vx_workspace: Make) -> None:
         assert heavy not in warm, f"a warm full hit imported {heavy}"
 
 
+def test_the_watch_plugin_imports_nothing_for_vx_run(vx_workspace: Make) -> None:
+    """Read from ``sys.modules`` of the process itself (complete, unlike an import log)."""
+    import subprocess
+
+    ws = vx_workspace(FILES)
+    code = (
+        "import json, sys; from vx.cli import main; code = main(['run', 'build']); "
+        "print(json.dumps([code, sorted(sys.modules)]))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], cwd=ws.path, capture_output=True, text=True, check=False
+    )
+    code, modules = json.loads(completed.stdout.splitlines()[-1])
+    assert code == 0, completed.stdout
+    assert "vx_watch.hooks" in modules  # the plugin is loaded ...
+    for unused in ("watchfiles", "anyio", "vx_watch.watcher", "vx_watch.session", "vx.services"):
+        assert unused not in modules, f"vx run imported {unused}"  # ... and imports nothing
+
+
 def test_an_unreadable_workspace_cache_is_rebuilt(vx_workspace: Make) -> None:
     ws = vx_workspace(FILES)
     assert ws.run("run", "build", "--dry=json").exit_code == 0
