@@ -81,7 +81,13 @@ class WatchSession:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._on_signal)
         try:
-            await self.watcher.start()
+            try:
+                await self.watcher.start()
+            except OSError as exc:  # e.g. the inotify watch limit
+                raise vx.UsageError(
+                    f"cannot watch {self.watcher.root}: {exc} (on Linux, a low "
+                    "fs.inotify.max_user_watches is the usual cause: raise it with sysctl)"
+                ) from None
             changes: ChangeSet | None = None
             pending: asyncio.Task[ChangeSet] | None = None
             while not self.stopping.is_set():
