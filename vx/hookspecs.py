@@ -217,7 +217,11 @@ def vx_task_finish(result: TaskResult, run: RunInfo) -> None:
     passed on a retry has status ``flaky``), ``start_ms`` (its start, in milliseconds
     since the run started; it ended at ``start_ms + duration_ms``) and ``slot`` (the
     concurrency slot it ran in, ``0 .. run.concurrency - 1``); both None when skipped.
-    """
+
+    A persistent task finishes when it is stopped or exits, not when it becomes ready; in
+    ``vx watch``, a persistent task left running when its run ends finishes with that run
+    (``result.cache["persistent"] == "running"``). Tasks a caller marks as settled
+    (``Runner(settled=...)``) get no events at all."""
 
 
 @hookspec

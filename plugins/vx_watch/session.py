@@ -131,6 +131,8 @@ class WatchSession:
         if planned is None:
             return pending
         graph, cache, run, settled = planned
+        if self.stopping.is_set():  # Ctrl-C while planning
+            return pending
         if not run:
             say("no task affected")
             return pending
