@@ -45,7 +45,6 @@ class ServicePool:
 
     def __init__(self) -> None:
         self._services: dict[str, Service] = {}
-        self._exited: list[TaskResult] = []
         self.on_exit: Callable[[TaskResult], None] | None = None
         """Called with the result of a service that exited on its own."""
 
@@ -54,12 +53,6 @@ class ServicePool:
 
     def __iter__(self) -> Iterator[Service]:
         return iter(list(self._services.values()))
-
-    def __len__(self) -> int:
-        return len(self._services)
-
-    def get(self, id: str) -> Service | None:
-        return self._services.get(id)
 
     def add(self, service: Service) -> None:
         self._services[service.task.id] = service
@@ -71,15 +64,8 @@ class ServicePool:
         del self._services[service.task.id]
         if service.runner.cancelled():
             return
-        result = service.runner.result()
-        self._exited.append(result)
         if self.on_exit is not None:
-            self.on_exit(result)
-
-    def exited(self) -> list[TaskResult]:
-        """Results of services that exited on their own since the last call."""
-        exited, self._exited = self._exited, []
-        return exited
+            self.on_exit(service.runner.result())
 
     async def stop(self, id: str) -> TaskResult | None:
         """Stop one service (its process group gets SIGTERM, then SIGKILL after the grace
