@@ -157,8 +157,12 @@ def test_a_server_that_crashes_while_serving_fails_the_run(vx_workspace: Make) -
 
 
 WORKER = f"{PYTHON} -c 'import time; time.sleep(300)' vx-worker-marker"
-# The job sees the worker running (its command line is in /proc).
-JOB = "grep -l 'vx-worker-mark[e]r' /proc/[0-9]*/cmdline >/dev/null 2>&1 && echo worker seen"
+# The job sees the worker running (its command line is in /proc; it may take a moment to
+# appear, since nothing waits for it).
+JOB = (
+    "for i in $(seq 600); do grep -qs 'vx-worker-mark[e]r' /proc/[0-9]*/cmdline "
+    "&& echo worker seen && exit 0; sleep 0.1; done; exit 1"
+)
 
 
 def test_without_a_probe_dependents_start_at_once(vx_workspace: Make) -> None:

@@ -152,12 +152,15 @@ def test_a_config_edit_reloads_the_workspace(watch: Callable[..., Watch]) -> Non
     assert "app#build: app-v2" in cycle
     assert ran(cycle) == {"app#build"}
 
-    # A new project appears: it is picked up and built.
-    (root / "packages/extra").mkdir()
-    (root / "packages/extra/pyproject.toml").write_text(
+    # A new project appears (moved in whole: no pyproject.toml event of its own).
+    staging = root.parent / "staging-extra"
+    staging.mkdir()
+    (staging / "pyproject.toml").write_text(
         '[project]\nname = "extra"\n\n[tool.vx.tasks.build]\ncmd = "echo extra-built"\n'
     )
+    staging.rename(root / "packages/extra")
     cycle = w.cycle()
+    assert "changed: packages/extra" in cycle
     assert ran(cycle) == {"extra#build"}
     w.stop()
 

@@ -230,17 +230,21 @@ class Config:
         except SettingsError as exc:
             raise ConfigError(f"invalid VX_* environment variable: {exc}") from None
 
-    def reload(self) -> None:
-        """Read the configuration again (``vx watch``, after a ``pyproject.toml`` changed).
+    def reload(self, *, revalidate: bool = True) -> None:
+        """Read the configuration again (``vx watch``, before each run).
 
         The root ``pyproject.toml`` is parsed now (a syntax error raises
-        :class:`~vx.errors.ConfigError`); settings and the workspace are validated from the
-        files on next use, never taken from the workspace cache. Plugins are not reloaded.
+        :class:`~vx.errors.ConfigError`); settings and the workspace are computed again on
+        next use: validated from the files when ``revalidate`` (a ``pyproject.toml`` changed),
+        else taken from the workspace cache while the stats of the files and directories it
+        was built from are unchanged (a new project directory invalidates it). Plugins are
+        not reloaded.
         """
         self.root_data = read_toml(self.require_root() / "pyproject.toml")
-        for name in ("settings", "workspace"):
+        for name in ("settings", "workspace", "_cached"):
             self.__dict__.pop(name, None)
-        self.__dict__["_cached"] = None
+        if revalidate:
+            self.__dict__["_cached"] = None
 
     def section(self, name: str) -> Any:
         """The validated ``[tool.vx.<name>]`` model of a plugin."""

@@ -55,6 +55,7 @@ class WatchSession:
         self.stopping = asyncio.Event()
         self.interrupted = False
         self.needs_reload = False
+        self.planned_once = False
         self.exit_code = 0
 
     # -- signals ---------------------------------------------------------------------
@@ -170,9 +171,13 @@ class WatchSession:
         """Read the configuration if needed, plan, and split the graph into the tasks to run
         and the settled ones; None after a configuration error (shown, watching goes on)."""
         try:
-            if self.needs_reload:
-                self.config.reload()
-                say("configuration reloaded")
+            if self.planned_once:
+                # Always: a new project directory changes the members without any
+                # pyproject.toml event of its own; the workspace cache makes this cheap.
+                self.config.reload(revalidate=self.needs_reload)
+                if self.needs_reload:
+                    say("configuration reloaded")
+            self.planned_once = True
             graph, cache = vx.plan_run(self.config, self.task_names)
         except vx.VxError as exc:
             self.needs_reload = True
