@@ -5,12 +5,15 @@ running afterwards (checked in /proc)."""
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from servers import free_port, kill_all, processes_with, wait_gone
+from servers import Child, free_port, kill_all, processes_with, vx_argv, wait_gone
 
 from vx.testing import VxWorkspace
 
@@ -233,3 +236,67 @@ def test_readiness_mistakes_name_the_key(
     assert result.exit_code == 78, result.output
     assert "tool.vx.tasks.serve.ready" in result.stderr
     assert message in result.stderr
+
+
+def test_several_servers_keep_prefixed_readable_output(vx_workspace: Make) -> None:
+    def noisy(name: str) -> dict[str, Any]:
+        script = (
+            "import time\n"
+            f"print('{name} ready', flush=True)\n"
+            f"for i in range(1000): print('{name} line', i, flush=True); time.sleep(0.01)\n"
+        )
+        return {
+            "cmd": [sys.executable, "-c", script],
+            "persistent": True,
+            "ready": {"log": f"{name} ready"},
+        }
+
+    ws = vx_workspace(
+        {
+            "pyproject.toml": {
+                "tool": {
+                    "vx": {
+                        "tasks": {
+                            "api": noisy("api"),
+                            "web": noisy("web"),
+                            "e2e": {"cmd": "sleep 1; echo e2e done", "depends_on": ["api", "web"]},
+                        }
+                    }
+                }
+            }
+        }
+    )
+    result = ws.run_subprocess("run", "e2e")
+    assert result.exit_code == 0, result.output
+    assert result.outcomes == {"//#api": "success", "//#web": "success", "//#e2e": "success"}
+    lines = result.stdout.splitlines()
+    api = [line for line in lines if "api line" in line]
+    web = [line for line in lines if "web line" in line]
+    assert api, result.stdout
+    assert web, result.stdout
+    assert all(line.startswith("//#api: api line ") for line in api)
+    assert all(line.startswith("//#web: web line ") for line in web)
+
+    grouped = ws.run_subprocess("run", "e2e", "--log-order=grouped")
+    assert grouped.exit_code == 0, grouped.output
+    # Each server's whole log comes as one block under its heading, when it is stopped.
+    text = grouped.stdout
+    assert text.index("── //#api") < text.index("api ready") < text.index("api line 0")
+    assert text.index("── //#web") < text.index("web ready") < text.index("web line 0")
+
+
+def test_a_server_asked_for_itself_runs_until_ctrl_c(vx_workspace: Make, port: int) -> None:
+    ws = workspace(vx_workspace, port, {"ready": {"port": port}, "ready_timeout": "60s"})
+    run = Child(vx_argv("run", "serve"), ws.path)
+    try:
+        run.wait_for("Serving HTTP on")
+        time.sleep(1)  # nothing needs the server, yet it stays up
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10) as r:
+            assert r.read() == b"hello from the server\n"
+        assert run.process.poll() is None
+        assert run.stop(signal.SIGINT) == 130
+        assert "Interrupted" in run.output
+        assert wait_gone(f"http.server {port}") == []
+    finally:
+        if run.process.poll() is None:
+            run.process.kill()
