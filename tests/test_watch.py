@@ -380,3 +380,47 @@ def test_changes_during_a_run_collapse_into_one_follow_up_run(
     edit(root / "packages/other/sentinel.txt", "1\n")
     assert "changed: packages/other/sentinel.txt" in w.cycle()  # nothing else came first
     w.stop()
+
+
+SERVER = """\
+import functools, http.server, os, sys, threading, time
+port = int(sys.argv[1])
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory="site")
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+print("serving", flush=True)
+while not os.path.exists("scratch/stop"):
+    time.sleep(0.05)
+print("crashing", flush=True)
+os._exit(5)
+"""
+
+
+def test_a_server_that_exits_between_runs_starts_with_the_next_run(
+    watch: Callable[..., Watch],
+) -> None:
+    port = free_port()
+    files = serving_files(port, ready={"log": "serving"})
+    files["server.py"] = SERVER
+    files[".gitignore"] = "scratch/\n"
+    serve = files["pyproject.toml"]["tool"]["vx"]["tasks"]["serve"]
+    serve["cmd"] = f"{PYTHON} server.py {port} vx-crash-marker"
+    serve["inputs"] = ["server.py"]
+    try:
+        w = watch("e2e", "--debounce", "300ms", files=files)
+        root: Path = w.root  # type: ignore[attr-defined]
+        assert "e2e got v1" in w.cycle()
+        (root / "scratch").mkdir()
+        (root / "scratch/stop").write_text("now\n")
+        w.wait_for("//#serve exited with code 5; it starts again with the next run")
+        assert wait_gone("vx-crash-marker") == []
+        (root / "scratch/stop").unlink()
+        edit(root / "tests/e2e.txt", "2\n")
+        again = w.cycle()
+        assert "running //#serve, //#e2e" in again
+        assert "e2e got v1" in again
+        assert processes_with("vx-crash-marker")
+        assert w.stop() == 130
+        assert wait_gone("vx-crash-marker") == []
+    finally:
+        kill_all("vx-crash-marker")
