@@ -4,6 +4,7 @@ running afterwards (checked in /proc)."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import signal
 import sys
@@ -92,6 +93,16 @@ def test_a_persistent_task_is_never_cached(vx_workspace: Make, port: int) -> Non
     assert again.outcomes == {"site#serve": "success", "site#e2e": "cached"}
     assert "Serving HTTP on" in again.stdout
     assert wait_gone(f"http.server {port}") == []
+
+
+def test_the_plan_shows_a_persistent_task_as_never_cached(vx_workspace: Make, port: int) -> None:
+    ws = workspace(vx_workspace, port, {"ready": {"port": port}})
+    result = ws.run("run", "e2e", "--dry=json")
+    assert result.exit_code == 0, result.output
+    tasks = {task["id"]: task for task in json.loads(result.stdout)["tasks"]}
+    assert tasks["site#serve"]["persistent"] is True
+    assert tasks["site#serve"]["cache"]["status"] == "disabled"
+    assert tasks["site#e2e"]["persistent"] is False
 
 
 def test_a_probe_that_times_out_fails_the_server_and_skips_dependents(

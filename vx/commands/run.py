@@ -147,6 +147,7 @@ def dry_run_document(config: Config, graph: TaskGraph, cache: TaskCache) -> dict
             "outputs": list(task.definition.outputs),
             "env": list(task.definition.env),
             "pass_env": list(task.definition.pass_env),
+            "persistent": task.definition.persistent,
         }
         entry.update(cache.dry_run_entry(task))
         tasks.append(entry)
