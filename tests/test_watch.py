@@ -26,6 +26,7 @@ Make = Callable[[dict[str, Any]], VxWorkspace]
 
 PYTHON = shlex.quote(sys.executable)
 WAITING = "vx watch: waiting for changes"
+CACHEDIR_TAG = b"Signature: 8a477f597d28d172789f06886806bc55\n# a cache directory\n"
 
 FILES: dict[str, Any] = {
     "pyproject.toml": '[tool.vx]\nmembers = ["packages/*"]\n',
@@ -131,6 +132,11 @@ def test_outputs_ignored_files_and_vx_state_trigger_nothing(watch: Callable[...,
     (root / "scratch").mkdir()
     (root / "scratch/notes.txt").write_text("git-ignored directory\n")
     (root / ".vx/state.txt").write_text("vx's own state\n")
+    cache_dir = root.parent / "cache-dir"  # tagged first, then moved in whole
+    cache_dir.mkdir()
+    (cache_dir / "CACHEDIR.TAG").write_bytes(CACHEDIR_TAG)
+    cache_dir.rename(root / "packages/app/cache-dir")
+    (root / "packages/app/cache-dir/entry").write_text("a cache entry\n")
     (root / "packages/app/__pycache__").mkdir()
     (root / "packages/app/__pycache__/m.pyc").write_bytes(b"\0")
     edit(root / "packages/other/sentinel.txt", "1\n")

@@ -69,15 +69,17 @@ class ChangeSet:
 
 @dataclass(slots=True)
 class ChangeFilter:
-    """Which changed paths can matter: not ignored directories or editor files, not a declared
-    output of a task of the project holding it, not git-ignored (``.gitignore`` files from the
-    root down), not matched by the extra ``ignore`` patterns (root-relative)."""
+    """Which changed paths can matter: not ignored directories or editor files, not inside a
+    cache directory (``CACHEDIR.TAG``), not a declared output of a task of the project holding
+    it, not git-ignored (``.gitignore`` files from the root down), not matched by the extra
+    ``ignore`` patterns (root-relative)."""
 
     root: Path
     ignore: tuple[str, ...] = ()
     _outputs: dict[str, GitIgnoreSpec] = field(default_factory=dict)
     """Project relpath (``""`` for the root) -> its tasks' ``outputs`` patterns."""
     _gitignores: dict[str, GitIgnoreSpec | None] = field(default_factory=dict)
+    _cache_dirs: dict[str, bool] = field(default_factory=dict)
     _extra: GitIgnoreSpec | None = None
 
     def __post_init__(self) -> None:
@@ -114,6 +116,11 @@ class ChangeFilter:
         if name == ".gitignore":
             self._gitignores.pop(relative.rpartition("/")[0], None)
             return True
+        if name == "CACHEDIR.TAG":
+            self._cache_dirs.pop(relative.rpartition("/")[0], None)
+        last = len(parts) + 1 if os.path.isdir(path) else len(parts)
+        if any(self._is_cache_dir("/".join(parts[:depth])) for depth in range(1, last)):
+            return False
         # A directory (or a deleted path, which may have been one) is also tried as ``dir/``.
         maybe_dir = os.path.isdir(path) or not os.path.lexists(path)
         for candidate in (relative, relative + "/") if maybe_dir else (relative,):
@@ -132,6 +139,21 @@ class ChangeFilter:
         if spec is None:
             return False
         return spec.match_file(relative[len(owner) + 1 :] if owner else relative)
+
+    def _is_cache_dir(self, directory: str) -> bool:
+        """A directory tagged with a ``CACHEDIR.TAG`` (a cache directory, like vx's own)."""
+        tagged = self._cache_dirs.get(directory)
+        if tagged is None:
+            import vx
+
+            signature = vx.CACHEDIR_TAG_SIGNATURE
+            try:
+                with open(self.root / directory / "CACHEDIR.TAG", "rb") as handle:
+                    tagged = handle.read(len(signature)) == signature
+            except OSError:
+                tagged = False
+            self._cache_dirs[directory] = tagged
+        return tagged
 
     def _git_ignored(self, relative: str) -> bool:
         trailing = "/" if relative.endswith("/") else ""
