@@ -78,7 +78,9 @@ def test_a_server_gates_its_dependent_through_each_probe(
     assert "e2e got 200 hello from the server" in result.stdout
     assert result.outcomes == {"site#serve": "success", "site#e2e": "success"}
     serve = result.task("site#serve")
-    assert serve["cache"] == {"status": "disabled", "persistent": "stopped"}
+    assert serve["cache"]["status"] == "disabled"
+    assert serve["cache"]["persistent"] == "stopped"
+    assert serve["attempts"] == 1
     # The server's own log shows the e2e request: it was up while e2e ran.
     assert 'GET /index.html HTTP/1.1" 200' in result.stdout
     assert wait_gone(f"http.server {port}") == [], "the server outlived the run"
