@@ -116,7 +116,8 @@ def test_a_probe_that_times_out_fails_the_server_and_skips_dependents(
     assert result.exit_code != 0
     assert result.outcomes == {"site#serve": "failed", "site#e2e": "skipped"}
     assert f"not ready after 1s: nothing accepted a connection on port {silent}" in result.stdout
-    assert "Serving HTTP on" in result.stdout  # the server's log comes with the failure
+    assert "its last output lines:" in result.stdout  # the server's log tail
+    assert "  | Serving HTTP on" in result.stdout
     assert "e2e got" not in result.stdout
     assert wait_gone(f"http.server {port}") == [], "the timed-out server was not stopped"
 
@@ -143,8 +144,8 @@ def test_a_server_that_exits_early_fails_with_its_log(vx_workspace: Make) -> Non
     result = ws.run_subprocess("run", "e2e")
     assert result.exit_code == 3, result.output
     assert result.outcomes == {"//#serve": "failed", "//#e2e": "skipped"}
-    assert "address already in use" in result.stdout
-    assert "exited with code 3 before it was ready" in result.stdout
+    assert "exited with code 3 before it was ready; its last output lines:" in result.stdout
+    assert "//#serve:   | address already in use" in result.stdout  # the log tail
 
 
 def test_a_server_that_crashes_while_serving_fails_the_run(vx_workspace: Make) -> None:

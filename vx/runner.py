@@ -458,7 +458,7 @@ class Runner:
         task's result (status, exit code, attempts)."""
         import asyncio
 
-        from vx.services import persistent_state, wait_ready
+        from vx.services import log_tail, persistent_state, wait_ready
 
         process = asyncio.ensure_future(self.executor.execute(task, spec, on_output))
         try:
@@ -482,6 +482,6 @@ class Runner:
         if not process.done():  # the probe timed out
             process.cancel()
             await asyncio.gather(process, return_exceptions=True)
-        on_output(f"vx: {problem}\n".encode())
+        on_output(f"vx: {problem}{log_tail(output)}\n".encode())
         code = process.result() if not process.cancelled() and not process.exception() else 1
         return persistent_state(result(TaskStatus.FAILED, code or 1, 1), "failed")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from vx.execution import TaskResult
 from vx.graph import Task
 
-__all__ = ["Service", "ServicePool", "persistent_state", "wait_ready"]
+__all__ = ["Service", "ServicePool", "log_tail", "persistent_state", "wait_ready"]
 
 #: Seconds between two probes.
 PROBE_INTERVAL = 0.1
@@ -159,6 +159,16 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def log_tail(output: bytes | bytearray, lines: int = 5) -> str:
+    """``"; its last output lines:\n  | ..."`` (the end of a failed server's log, repeated in
+    its failure message so it is read next to it), or ``""`` when it printed nothing."""
+    text = bytes(output[-4096:]).decode(errors="replace")
+    last = [line for line in text.splitlines() if line.strip()][-lines:]
+    if not last:
+        return ""
+    return "; its last output lines:\n" + "\n".join(f"  | {line}" for line in last)
 
 
 def persistent_state(result: TaskResult, state: str) -> TaskResult:
