@@ -430,3 +430,17 @@ def test_a_server_that_exits_between_runs_starts_with_the_next_run(
         assert wait_gone("vx-crash-marker") == []
     finally:
         kill_all("vx-crash-marker")
+
+
+def test_a_long_list_of_tasks_is_shortened(watch: Callable[..., Watch]) -> None:
+    files: dict[str, Any] = {"pyproject.toml": '[tool.vx]\nmembers = ["packages/*"]\n'}
+    for index in range(10):
+        files[f"packages/p{index}/pyproject.toml"] = (
+            f'[project]\nname = "p{index}"\n\n[tool.vx.tasks.build]\ncmd = "echo p{index}-built"\n'
+        )
+    w = watch("build", files=files)
+    first = w.cycle()
+    assert "vx watch: running p0#build, p1#build" in first
+    assert "p7#build and 2 more" in first
+    assert len(ran(first)) == 10
+    w.stop()

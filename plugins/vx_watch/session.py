@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 __all__ = ["WatchSession"]
 
 _OK = ("success", "cached")
+#: Task ids named in a "running ..." line (the rest are counted).
+_SHOWN = 8
 #: The exit code of an interrupted ``vx run`` (and ``vx watch`` stopped by Ctrl-C).
 EXIT_INTERRUPTED = 130
 
@@ -142,7 +144,10 @@ class WatchSession:
                 await self.services.stop(service.task.id)
                 self.keys.pop(service.task.id, None)
         unchanged = f" ({len(settled)} unchanged)" if settled else ""
-        say(f"running {', '.join(run)}{unchanged}")
+        shown = ", ".join(run[:_SHOWN]) + (
+            f" and {len(run) - _SHOWN} more" if len(run) > _SHOWN else ""
+        )
+        say(f"running {shown}{unchanged}")
         keys = {task.id: task.hash for task in graph}
         self.runner = vx.create_runner(
             self.config,
