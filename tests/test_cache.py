@@ -26,7 +26,8 @@ from vx_cache.store import LocalCache
 
 from vx import Artifact
 from vx.artifacts import read_meta
-from vx.hashing import CACHE_FORMAT, FileHasher, digest_text
+from vx.filehash import FileHasher, digest_text
+from vx.keys import CACHE_FORMAT
 from vx.testing import RunResult, VxWorkspace
 from vx.testing import snapshot_tree as snapshot
 

@@ -14,12 +14,12 @@ if TYPE_CHECKING:
     from pluggy import HookimplMarker
 
     from vx._log import warning
+    from vx.cachedir import CACHEDIR_TAG_SIGNATURE
     from vx.caching import Artifact, ArtifactInfo, CacheLayer, CorruptArtifactError
     from vx.config import Config
     from vx.errors import ConfigError, PluginError, UsageError, VxError
     from vx.execution import CommandSpec, Executor, RunInfo, TaskResult, TaskStatus
     from vx.graph import Task, TaskGraph
-    from vx.hashing import CACHEDIR_TAG_SIGNATURE
     from vx.workspace import Project, TaskDefinition, Workspace
 
     hookimpl: HookimplMarker
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "CACHEDIR_TAG_SIGNATURE": "vx.hashing",
+    "CACHEDIR_TAG_SIGNATURE": "vx.cachedir",
     "Artifact": "vx.caching",
     "ArtifactInfo": "vx.caching",
     "CacheLayer": "vx.caching",

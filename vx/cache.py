@@ -18,7 +18,8 @@ from vx.caching import Artifact, ArtifactInfo, CacheLayer, CorruptArtifactError
 from vx.errors import UsageError
 from vx.execution import OutputCallback, TaskResult, TaskStatus
 from vx.explain import ManifestStore, explain
-from vx.hashing import FileHasher, KeyBuilder
+from vx.filehash import FileHasher
+from vx.keys import KeyBuilder
 from vx.outputs import Restored, outputs_current
 
 if TYPE_CHECKING:
