@@ -21,6 +21,7 @@ from vx.explain import ManifestStore, explain
 from vx.filehash import FileHasher
 from vx.keys import KeyBuilder
 from vx.outputs import Restored, outputs_current
+from vx.runoptions import LayerAccess, RunOptions
 
 if TYPE_CHECKING:
     import asyncio
@@ -29,7 +30,10 @@ if TYPE_CHECKING:
     from vx.config import Config
     from vx.graph import Task, TaskGraph
 
-__all__ = ["TaskCache", "parse_cache_spec"]
+__all__ = ["TaskCache", "create_cache"]
+
+
+_OFF = LayerAccess(read=False, write=False)
 
 
 class _LayerReadError(Exception):
@@ -40,34 +44,18 @@ class _LayerWriteError(Exception):
     """The local layer raised while storing (the cause is chained)."""
 
 
-def parse_cache_spec(spec: str) -> dict[str, tuple[bool, bool]]:
-    """``local:rw,remote:r`` -> ``{"local": (True, True), "remote": (True, False)}``."""
-    result: dict[str, tuple[bool, bool]] = {}
-    for part in spec.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        name, sep, mode = part.partition(":")
-        if not sep or not name or set(mode) - {"r", "w"}:
-            raise UsageError(
-                f"--cache={spec!r}: expected LAYER:MODE pairs like local:rw,remote:r "
-                "(MODE is r, w, rw or empty)"
-            )
-        result[name.strip()] = ("r" in mode, "w" in mode)
-    return result
-
-
 class TaskCache:
     """Computes every task's key up front and serves the runner's restore/save calls."""
 
-    def __init__(self, config: Config, graph: TaskGraph, layers: list[CacheLayer]) -> None:
+    def __init__(
+        self, config: Config, graph: TaskGraph, layers: list[CacheLayer], options: RunOptions
+    ) -> None:
         self.config = config
         self.graph = graph
         self.root = graph.workspace.root
         self.vx_dir = self.root / ".vx"
-        option = config.option
-        self.force = bool(getattr(option, "force", False))
-        overrides = parse_cache_spec(option.cache) if getattr(option, "cache", None) else None
+        self.force = options.force
+        overrides = options.cache
         ordered = sorted(layers, key=lambda layer: layer.name != "local")
         self.layers = ordered
         self.readable: list[CacheLayer] = []
@@ -75,8 +63,8 @@ class TaskCache:
         for layer in ordered:
             read, write = layer.readable, layer.writable
             if overrides is not None:
-                read_override, write_override = overrides.get(layer.name, (False, False))
-                read, write = read and read_override, write and write_override
+                access = overrides.get(layer.name, _OFF)
+                read, write = read and access.read, write and access.write
             if read:
                 self.readable.append(layer)
             if write:
@@ -399,11 +387,11 @@ class TaskCache:
                 task.cancel()
 
 
-def create_cache(config: Config, graph: TaskGraph) -> TaskCache:
+def create_cache(config: Config, graph: TaskGraph, options: RunOptions) -> TaskCache:
     """Build the run's :class:`TaskCache` from the layers plugins provide."""
     layers = config.hook.cache_layers(config)
     names = [layer.name for layer in layers]
     duplicates = {name for name in names if names.count(name) > 1}
     if duplicates:
         raise UsageError(f"two cache layers are named {', '.join(sorted(duplicates))}")
-    return TaskCache(config, graph, layers)
+    return TaskCache(config, graph, layers, options)

@@ -193,8 +193,6 @@ class Config:
 
     @cached_property
     def _cached(self) -> tuple[Workspace, Any] | None:
-        if getattr(self.option, "no_workspace_cache", False):
-            return None
         return self._workspace_cache.load()
 
     @cached_property

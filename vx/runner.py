@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from vx.config import Config
     from vx.execution import Executor
     from vx.graph import Task, TaskGraph
+    from vx.runoptions import RunOptions
 
 __all__ = ["ContinueMode", "RunCache", "Runner", "new_run_id"]
 
@@ -67,32 +68,31 @@ class Runner:
         config: Config,
         graph: TaskGraph,
         executor: Executor,
+        options: RunOptions,
         *,
         concurrency: int,
-        continue_mode: ContinueMode,
         priorities: Mapping[str, float] | Callable[[], Mapping[str, float] | None] | None,
         cache: RunCache | None = None,
-        task_names: list[str] | None = None,
     ) -> None:
         self.config = config
         self.graph = graph
         self.executor = executor
         self.concurrency = max(1, concurrency)
-        self.continue_mode = continue_mode
+        self.continue_mode = options.continue_mode
         self.cache = cache
         self._priorities = priorities
         self.run_info = RunInfo(
             run_id=new_run_id(),
             started_at=time.time(),
             tasks=[task.id for task in graph],
-            task_names=task_names or [],
+            task_names=list(options.tasks),
             concurrency=self.concurrency,
         )
         self._start = time.monotonic()
         self._free_slots = list(range(self.concurrency))
         self._running: dict[str, asyncio.Task[TaskResult]] = {}
         self._stopping = False
-        env_mode = getattr(config.option, "env_mode", None) or config.settings.env_mode
+        env_mode = options.env_mode or config.settings.env_mode
         self._environments = TaskEnvironments(
             root=graph.workspace.root,
             global_env=graph.workspace.global_env,

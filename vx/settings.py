@@ -14,7 +14,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from vx.planning import parse_concurrency
+from vx.runoptions import parse_concurrency
 
 __all__ = ["CoreSettings", "ProjectSettings", "TaskSettings"]
 
