@@ -15,11 +15,20 @@ if TYPE_CHECKING:
 
     from vx._log import warning
     from vx.cachedir import CACHEDIR_TAG_SIGNATURE
-    from vx.caching import Artifact, ArtifactInfo, CacheLayer, CorruptArtifactError
+    from vx.caching import (
+        Artifact,
+        ArtifactInfo,
+        CacheLayer,
+        CacheResult,
+        CacheSource,
+        CacheStatus,
+        CorruptArtifactError,
+    )
     from vx.config import Config
     from vx.errors import ConfigError, PluginError, UsageError, VxError
     from vx.execution import CommandSpec, Executor, RunInfo, TaskResult, TaskStatus
     from vx.graph import Task, TaskGraph
+    from vx.stash import Stash, StashKey
     from vx.workspace import Project, TaskDefinition, Workspace
 
     hookimpl: HookimplMarker
@@ -29,6 +38,9 @@ __all__ = [
     "Artifact",
     "ArtifactInfo",
     "CacheLayer",
+    "CacheResult",
+    "CacheSource",
+    "CacheStatus",
     "CommandSpec",
     "Config",
     "ConfigError",
@@ -37,6 +49,8 @@ __all__ = [
     "PluginError",
     "Project",
     "RunInfo",
+    "Stash",
+    "StashKey",
     "Task",
     "TaskDefinition",
     "TaskGraph",
@@ -55,6 +69,9 @@ _LAZY = {
     "Artifact": "vx.caching",
     "ArtifactInfo": "vx.caching",
     "CacheLayer": "vx.caching",
+    "CacheResult": "vx.caching",
+    "CacheSource": "vx.caching",
+    "CacheStatus": "vx.caching",
     "CommandSpec": "vx.execution",
     "Config": "vx.config",
     "ConfigError": "vx.errors",
@@ -63,6 +80,8 @@ _LAZY = {
     "PluginError": "vx.errors",
     "Project": "vx.workspace",
     "RunInfo": "vx.execution",
+    "Stash": "vx.stash",
+    "StashKey": "vx.stash",
     "Task": "vx.graph",
     "TaskDefinition": "vx.workspace",
     "TaskGraph": "vx.graph",

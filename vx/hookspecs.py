@@ -16,7 +16,7 @@ import pluggy
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from vx.caching import CacheLayer
+    from vx.caching import CacheLayer, CacheResult, CacheStatus
     from vx.cli import CommandRegistry, Parser
     from vx.config import Config
     from vx.execution import CommandSpec, Executor, RunInfo, TaskResult
@@ -132,10 +132,11 @@ def vx_task_hash_components(task: Task, config: Config) -> Mapping[str, str | by
 
 @hookspec
 def vx_cache_layers(config: Config) -> list[CacheLayer] | None:
-    """Return the cache layers this plugin provides (see :class:`vx.caching.CacheLayer`).
+    """Return the cache layers this plugin provides (instances of :class:`vx.CacheLayer`).
 
-    Called once per run. Layers are read in order: the one named ``local``
-    first, then the rest in hook call order. Returns a list, or None.
+    Called once per ``vx run`` / ``vx why``. Layers are read in order: the
+    :attr:`~vx.CacheLayer.local` ones first, then the rest, each group in hook
+    call order. Layer names must be unique. Returns a list, or None.
     """
 
 
@@ -194,10 +195,16 @@ def vx_task_start(task: Task, run: RunInfo) -> None:
 
 
 @hookspec
-def vx_task_cache(task: Task, status: str, details: Mapping[str, object]) -> None:
-    """Called after the cache lookup of ``task``: ``status`` is ``"hit"`` or ``"miss"``.
+def vx_task_cache(task: Task, status: CacheStatus, details: CacheResult) -> None:
+    """Called after the cache lookup of ``task`` that is about to run.
 
-    ``details`` holds at least ``key`` and, on a hit, ``source`` (layer name).
+    ``status`` (also ``details.status``) is ``hit`` (restored), ``miss`` (the task
+    runs; ``details.reason``/``details.changes`` say what changed, ``--force``
+    included) or ``disabled`` (``cache = false``). ``details`` is a
+    :class:`~vx.CacheResult`: ``key`` and, on a hit, ``source`` (``local`` or
+    ``remote``, see :attr:`vx.CacheLayer.local`), ``layer`` (the layer's name),
+    ``time_saved_ms`` and ``restored_outputs``. Not called for tasks without a
+    command, nor for skipped tasks.
     """
 
 

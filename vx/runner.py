@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
+from vx.caching import CacheResult, CacheStatus
 from vx.environment import TaskEnvironments
 from vx.errors import EXIT_INTERRUPTED
 from vx.execution import (
@@ -48,11 +49,16 @@ class RunCache(Protocol):
 
     async def save(self, task: Task, result: TaskResult) -> None: ...
 
-    def details(self, task: Task) -> dict[str, object]: ...
+    def details(self, task: Task) -> CacheResult: ...
 
     async def wait_uploads(self) -> None: ...
 
     def flush(self) -> None: ...
+
+
+_DISABLED = CacheResult(status=CacheStatus.DISABLED)
+_MISS = CacheResult(status=CacheStatus.MISS)
+_SKIPPED = CacheResult(status=CacheStatus.SKIPPED)
 
 
 def new_run_id() -> str:
@@ -119,9 +125,7 @@ class Runner:
         results = self.run_info.results
         for task in self.graph:
             if task.id not in results:
-                self._finish(
-                    TaskResult(task, TaskStatus.SKIPPED, 1, 0.0, cache={"status": "skipped"})
-                )
+                self._finish(TaskResult(task, TaskStatus.SKIPPED, 1, 0.0, cache=_SKIPPED))
         self.run_info.duration_ms = (time.monotonic() - start) * 1000
         self.run_info.exit_code = self._exit_code()
         hook.run_finish(self.run_info, self.config)
@@ -157,7 +161,7 @@ class Runner:
                         TaskStatus.SUCCESS,
                         0,
                         0.0,
-                        cache={"status": "disabled"},
+                        cache=_DISABLED,
                         start_ms=start_ms,
                         slot=0,
                     )
@@ -289,12 +293,10 @@ class Runner:
                 task, status, code, elapsed, bytes(output), cache_details, attempts, start_ms, slot
             )
 
-        cache_details: dict[str, object] = {
-            "status": "disabled" if not task.definition.cache else "miss"
-        }
+        cache_details = _MISS if task.definition.cache else _DISABLED
         command = task.command
         if command is None:
-            cache_details = {"status": "disabled"}
+            cache_details = _DISABLED
             return result(TaskStatus.SUCCESS, 0)
         attempts = 0
         try:

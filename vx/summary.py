@@ -51,7 +51,7 @@ def summary_document(run: RunInfo) -> dict[str, Any]:
                 "start_ms": None if result.start_ms is None else round(result.start_ms, 3),
                 "slot": result.slot,
                 "attempts": result.attempts,
-                "cache": result.cache,
+                "cache": result.cache.as_dict(),
                 "hash": result.task.hash,
                 "command": result.task.command,
                 "dependencies": list(result.task.dependencies),

@@ -42,13 +42,17 @@ def why(config: Config) -> int:
     graph = plan(config, options)
     cache = create_cache(config, graph, options)
     task = graph[task_id]
-    source = cache.probe(task)
-    changes = [] if source else cache.reason(task)
+    found = cache.lookup(task)
+    source = found.layer
+    if found.changes is not None:
+        changes = list(found.changes)
+    else:
+        changes = [] if source else cache.reason(task)
     if config.option.json:
         document = {
             "id": task_id,
             "hash": task.hash,
-            "status": "hit" if source else ("disabled" if not task.definition.cache else "miss"),
+            "status": found.status,
             "source": source,
             "changes": changes,
         }
