@@ -106,3 +106,84 @@ def test_every_kernel_module_imports_on_its_own() -> None:
         [sys.executable, "-c", script, *names], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def _first_party_plugin_files() -> list[Path]:
+    """Every first-party plugin: ``plugins/*``, the top-level ``vx_*`` packages (``vx_otel``,
+    ``vx_sandbox`` ...) and the example plugins under ``docs/examples``."""
+    packages = [
+        *(ROOT / "plugins").glob("vx_*"),
+        *ROOT.glob("vx_*"),
+        *(path.parent for path in (ROOT / "docs" / "examples").glob("*/vx_*/__init__.py")),
+    ]
+    files = [file for package in packages if package.is_dir() for file in package.rglob("*.py")]
+    assert any("docs/examples" in file.as_posix() for file in files)
+    assert any(file.relative_to(ROOT).parts[0] == "plugins" for file in files)
+    return sorted(files)
+
+
+def test_first_party_plugins_use_only_the_public_api() -> None:
+    """``import vx`` and ``from vx import NAME`` with NAME in ``vx.__all__``; ``vx.NAME``
+    attributes likewise. Never ``vx.<module>``: that is what a third-party plugin sees."""
+    import vx
+
+    public = set(vx.__all__)
+    problems = []
+    for file in _first_party_plugin_files():
+        tree = ast.parse(file.read_text())
+        where = file.relative_to(ROOT).as_posix()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                problems += [
+                    f"{where}:{node.lineno}: import {alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("vx.")
+                ]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module.startswith("vx."):
+                    problems.append(f"{where}:{node.lineno}: from {node.module} import ...")
+                elif node.module == "vx":
+                    problems += [
+                        f"{where}:{node.lineno}: from vx import {alias.name} (not in vx.__all__)"
+                        for alias in node.names
+                        if alias.name not in public
+                    ]
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "vx"
+                and node.attr not in public
+            ):
+                problems.append(f"{where}:{node.lineno}: vx.{node.attr} (not in vx.__all__)")
+    assert problems == []
+
+
+def test_every_public_name_resolves() -> None:
+    """In a fresh interpreter: each name of ``vx.__all__`` is importable from ``vx``, and
+    ``import vx`` alone imports none of the kernel (the names load lazily)."""
+    script = (
+        "import sys, vx\n"
+        "eager = sorted(m for m in sys.modules if m.startswith('vx.') and m != 'vx._version')\n"
+        "missing = [n for n in vx.__all__ if getattr(vx, n, None) is None]\n"
+        "print(eager, missing)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[] []"
+
+
+def test_first_party_hook_arguments_are_typed() -> None:
+    """Hook implementations annotate every argument with a real type, never ``Any``."""
+    problems = []
+    for file in _first_party_plugin_files():
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("vx_"):
+                for arg in node.args.args:
+                    if arg.arg == "self":
+                        continue
+                    annotation = ast.unparse(arg.annotation) if arg.annotation else "missing"
+                    if annotation in ("missing", "Any", "typing.Any"):
+                        where = f"{file.relative_to(ROOT)}:{node.lineno}"
+                        problems.append(f"{where}: {node.name}({arg.arg}: {annotation})")
+    assert problems == []

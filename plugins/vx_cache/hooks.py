@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import vx
 from vx import CacheSource, CacheStatus
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from pydantic import BaseModel
 
-    from vx import CacheLayer, Config, RunInfo
+    from vx import CacheLayer, CommandRegistry, Config, RunInfo
     from vx_cache.store import LocalCache
 
 #: The run's local store, created on first use.
@@ -84,7 +84,7 @@ def vx_unconfigure(config: Config) -> None:
 
 
 @vx.hookimpl
-def vx_add_commands(registry: Any) -> None:
+def vx_add_commands(registry: CommandRegistry) -> None:
     registry.add(
         "cache",
         help="inspect and maintain the local cache (stats, prune, clear)",
