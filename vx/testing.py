@@ -1,4 +1,5 @@
-"""pytest plugin for testing vx plugins and workspaces (entry point ``pytest11``).
+"""pytest plugin for testing vx plugins and workspaces (entry point ``pytest11``; needs the
+``testing`` extra: ``pip install 'vx-build[testing]'``).
 
 Fixtures:
 
@@ -22,7 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
+try:
+    import pytest
+except ImportError:
+    raise ImportError(
+        "vx.testing needs pytest, which vx-build does not install by default; "
+        "fix: pip install 'vx-build[testing]'"
+    ) from None
 
 __all__ = ["RunResult", "VxWorkspace", "snapshot_tree", "vx_workspace", "write_files"]
 
