@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vx.errors import ConfigError
 from vx.filters import select_projects
 from vx.graph import TaskGraph, build_task_graph
 from vx.runoptions import RunOptions, parse_concurrency
@@ -34,12 +33,7 @@ def resolve_concurrency(config: Config, options: RunOptions) -> int:
     """``-j`` beats ``[tool.vx] concurrency`` / ``VX_CONCURRENCY``; default: the CPU count."""
     if options.concurrency is not None:
         return options.concurrency
+    # Validated with the settings (a bad value is a configuration error there); what is
+    # left is turning a percentage into a number of CPUs.
     configured = config.settings.concurrency
-    if configured is not None:
-        try:
-            return parse_concurrency(configured)
-        except ValueError as exc:
-            raise ConfigError(
-                str(exc), file=str(config.root_file), key="tool.vx.concurrency"
-            ) from None
-    return parse_concurrency("100%")
+    return parse_concurrency(configured if configured is not None else "100%")

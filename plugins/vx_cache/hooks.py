@@ -68,12 +68,7 @@ def vx_run_finish(run: RunInfo, config: Config) -> None:
     store.record_run(run.run_id, hits, remote, misses)
     settings = config.section("cache")
     if settings.max_size is not None or settings.max_age is not None:
-        from vx_cache.settings import parse_age, parse_size
-
-        store.prune(
-            parse_size(settings.max_size) if settings.max_size is not None else None,
-            parse_age(settings.max_age) if settings.max_age is not None else None,
-        )
+        store.prune(settings.max_size, settings.max_age)
 
 
 @vx.hookimpl
