@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, final
 
 from vx.errors import UsageError
@@ -80,7 +80,7 @@ class RunOptions:
     dry: Literal["text", "json"] | None = None
     force: bool = False
     """Ignore cache reads (results are still written)."""
-    cache: Mapping[str, LayerAccess] | None = field(default=None)
+    cache: Mapping[str, LayerAccess] | None = None
     """``--cache``: per-layer access; layers not named are off. None: every layer as
     configured."""
     env_mode: Literal["strict", "loose"] | None = None
