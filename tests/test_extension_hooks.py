@@ -355,3 +355,78 @@ def test_a_plugin_adds_hooks_for_other_plugins(vx_workspace: MakeWorkspace) -> N
     alone = run(workspace, "-p", "no:herald", "run", "build")
     assert alone.exit_code == 0, alone.output
     alone.no_fnmatch_line("herald:*")
+
+
+SLOW_LAYER = """
+    from __future__ import annotations
+
+    import time
+    from pathlib import Path
+    from typing import TYPE_CHECKING
+
+    import vx
+
+    if TYPE_CHECKING:
+        from vx import Config
+
+
+    class SlowLayer(vx.CacheLayer):
+        \"\"\"A local layer whose writes take a while (announced by a file).\"\"\"
+
+        name = "slow"
+        local = True
+
+        def __init__(self, root: Path) -> None:
+            self.root = root
+
+        def get(self, key: str) -> vx.Artifact | None:
+            return None
+
+        def put(self, key: str, artifact: vx.Artifact) -> None:
+            (self.root / "saving").touch()
+            time.sleep(3)
+
+        def has(self, key: str) -> bool:
+            return False
+
+
+    @vx.hookimpl
+    def vx_cache_layers(config: Config) -> list[vx.CacheLayer]:
+        return [SlowLayer(config.require_root())]
+"""
+
+
+def test_interrupted_while_a_result_is_saved(vx_workspace: MakeWorkspace) -> None:
+    """Ctrl-C while a finished task is being stored: exit 130, the task counts as passed,
+    no traceback."""
+    import signal
+    import time
+
+    workspace = vx_workspace(
+        {
+            **ROOT,
+            **project("a", {"build": {"cmd": "true"}}),
+            **project("b", {"build": {"cmd": "sleep 30"}}),
+            **installed("vx-slow", "vx_slow", SLOW_LAYER),
+        }
+    )
+    process = workspace.popen(
+        "-p",
+        "no:cache",
+        "run",
+        "build",
+        "-j",
+        "2",
+        "--summarize=summary.json",
+        env={"PYTHONPATH": str(workspace.path / "site")},
+    )
+    deadline = time.monotonic() + 60
+    while not (workspace.path / "saving").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads((workspace.path / "summary.json").read_text())
+    statuses = {task["id"]: task["status"] for task in summary["tasks"]}
+    assert statuses == {"a#build": "success", "b#build": "cancelled"}

@@ -3,6 +3,7 @@ clean cancellation, emitting lifecycle events to plugins."""
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 import signal
@@ -325,5 +326,7 @@ class Runner:
         if self.cache is not None and task.definition.cache:
             # A failure is never cached: the entry holds the passing attempt's log.
             passing = bytes(output[attempt_start:])
-            await self.cache.save(task, replace(done, output=passing))
+            # Stopped while archiving: the task still passed, it is just not cached.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.cache.save(task, replace(done, output=passing))
         return done
