@@ -26,7 +26,8 @@ from vx_cache.store import LocalCache
 
 from vx import Artifact
 from vx.artifacts import read_meta
-from vx.hashing import CACHE_FORMAT, FileHasher, digest_text
+from vx.filehash import FileHasher, digest_text
+from vx.keys import CACHE_FORMAT
 from vx.testing import RunResult, VxWorkspace
 from vx.testing import snapshot_tree as snapshot
 
@@ -981,6 +982,20 @@ def test_configured_max_size_prunes_after_each_run(vx_workspace: Make) -> None:
     sizes = _sizes(cache_dir)
     assert 0 < sum(sizes.values()) <= 450 * 1024
     assert len(sizes) < 3
+
+
+def test_configured_limits_are_validated(vx_workspace: Make) -> None:
+    ws = _sized_workspace(vx_workspace, {"cache": {"max_size": "lots", "max_age": "7d"}})
+    result = ws.run("run", "small")
+    assert result.exit_code == 78
+    result.fnmatch_lines(
+        [
+            "vx: error: *pyproject.toml: tool.vx.cache.max_size: expected a size like 500MB "
+            "or 5GB (B, KB, MB, GB, TB), got 'lots'"
+        ],
+        stream="stderr",
+    )
+    result.no_fnmatch_line("*max_age*")
 
 
 def test_stats_and_clear(vx_workspace: Make) -> None:

@@ -75,10 +75,7 @@ def test_errors_only_with_grouped_order(ok_and_failing: VxWorkspace) -> None:
         "run", "build", "--continue", "--output-logs=errors-only", "--log-order=grouped"
     )
     assert "a-one" not in result.stdout
-    out = lines(result.stdout)
-    start = out.index("b-out")
-    assert out[start - 1].startswith("── b#build")
-    assert out[start + 1] == "b-err"
+    result.fnmatch_lines(["── b#build*", "b-out", "b-err"], stream="stdout", consecutive=True)
 
 
 def test_none_hides_task_output_but_keeps_failures_and_summary(
@@ -125,31 +122,25 @@ def interleaving(vx_workspace: Make) -> VxWorkspace:
 def test_stream_order_prints_lines_as_they_arrive(interleaving: VxWorkspace) -> None:
     result = interleaving.run("run", "talk", "-j", "2", "--log-order=stream")
     assert result.exit_code == 0, result.output
-    out = lines(result.stdout)
-    assert out.index("a#talk: a1") < out.index("b#talk: b1") < out.index("a#talk: a2")
+    result.fnmatch_lines(["a#talk: a1", "b#talk: b1", "a#talk: a2"], stream="stdout")
 
 
 def test_grouped_order_prints_each_tasks_output_together(interleaving: VxWorkspace) -> None:
     result = interleaving.run("run", "talk", "-j", "2", "--log-order=grouped")
     assert result.exit_code == 0, result.output
-    out = lines(result.stdout)
-    a = out.index("a1")
-    assert out[a - 1].startswith("── a#talk")
-    assert out[a + 1] == "a2"
-    b = out.index("b1")
-    assert out[b - 1].startswith("── b#talk")
-    assert out[b + 1] == "b2"
-    assert not any(line.startswith("::group::") for line in out)
+    for task in ("a", "b"):
+        result.fnmatch_lines(
+            [f"── {task}#talk*", f"{task}1", f"{task}2"], stream="stdout", consecutive=True
+        )
+    result.no_fnmatch_line("::group::*")
 
 
 def test_github_actions_groups(interleaving: VxWorkspace) -> None:
     result = interleaving.run("run", "talk", "-j", "2", env={"GITHUB_ACTIONS": "true"})
     assert result.exit_code == 0, result.output
-    out = lines(result.stdout)
-    a = out.index("::group::a#talk")
-    assert out[a : a + 4] == ["::group::a#talk", "a1", "a2", "::endgroup::"]
-    b = out.index("::group::b#talk")
-    assert out[b : b + 4] == ["::group::b#talk", "b1", "b2", "::endgroup::"]
+    for task in ("a", "b"):
+        group = [f"::group::{task}#talk", f"{task}1", f"{task}2", "::endgroup::"]
+        result.fnmatch_lines(group, stream="stdout", consecutive=True)
 
 
 def test_github_actions_with_explicit_stream_order_has_no_groups(
@@ -160,25 +151,24 @@ def test_github_actions_with_explicit_stream_order_has_no_groups(
     )
     assert result.exit_code == 0, result.output
     assert "::group::" not in result.stdout
-    out = lines(result.stdout)
-    assert out.index("a#talk: a1") < out.index("b#talk: b1") < out.index("a#talk: a2")
+    result.fnmatch_lines(["a#talk: a1", "b#talk: b1", "a#talk: a2"], stream="stdout")
 
 
 def test_log_prefix_none_streams_bare_lines(ok_and_failing: VxWorkspace) -> None:
     result = ok_and_failing.run("run", "a#build", "--log-prefix=none")
     assert result.exit_code == 0, result.output
-    out = lines(result.stdout)
-    assert out.index("a-one") + 1 == out.index("a-two")
-    assert "a-tail" in out
-    assert not any(line.startswith("a#build: a-") for line in out)
+    result.fnmatch_lines(["a-one", "a-two"], stream="stdout", consecutive=True)
+    result.fnmatch_lines(["a-tail"], stream="stdout")
+    result.no_fnmatch_line("a#build: a-*")
 
 
 def test_log_prefix_task_in_grouped_order(ok_and_failing: VxWorkspace) -> None:
     result = ok_and_failing.run("run", "a#build", "--log-order=grouped", "--log-prefix=task")
-    out = lines(result.stdout)
-    start = out.index("a#build: a-one")
-    assert out[start - 1].startswith("── a#build")
-    assert out[start : start + 3] == ["a#build: a-one", "a#build: a-two", "a#build: a-tail"]
+    result.fnmatch_lines(
+        ["── a#build*", "a#build: a-one", "a#build: a-two", "a#build: a-tail"],
+        stream="stdout",
+        consecutive=True,
+    )
 
 
 # -- end-of-run summary ------------------------------------------------------------------------

@@ -3,17 +3,15 @@
 Plugins are modules written into the temporary workspace and loaded through
 ``[tool.vx] plugins``, ``VX_PLUGINS`` or ``-p``; the entry-point tier uses a fake installed
 distribution (a ``*.dist-info`` directory on ``PYTHONPATH``) in a child process. In-process
-runs share ``sys.modules``, so every plugin module gets a unique name.
+runs forget the workspace's modules afterwards (``vx.testing``), so tests may reuse names.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import sys
 import textwrap
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,22 +22,6 @@ from vx.testing import RunResult, VxWorkspace
 MakeWorkspace = Callable[..., VxWorkspace]
 
 BUILTINS = {"workspace", "executor", "terminal", "summary", "run", "graph", "plugins"}
-
-
-@pytest.fixture(autouse=True)
-def _isolate_imports() -> Iterator[None]:
-    """Undo what in-process runs do to ``sys.path`` (workspace roots) and ``sys.modules``."""
-    path, modules = list(sys.path), set(sys.modules)
-    yield
-    sys.path[:] = path
-    for name in set(sys.modules) - modules:
-        if name.startswith("vxt_"):
-            del sys.modules[name]
-
-
-def unique(stem: str) -> str:
-    """A module name no other test uses (in-process runs share ``sys.modules``)."""
-    return f"vxt_{stem}_{uuid.uuid4().hex[:8]}"
 
 
 def module(body: str) -> str:
@@ -232,7 +214,7 @@ def test_blocking_terminal_silences_output_but_summary_is_written(
 def test_plugins_json_lists_builtins_with_distribution_and_hooks(
     vx_workspace: MakeWorkspace,
 ) -> None:
-    name = unique("listed")
+    name = "vxt_listed"
     workspace = vx_workspace(
         {
             **root(plugins=[name]),
@@ -276,7 +258,7 @@ def test_plugins_json_lists_builtins_with_distribution_and_hooks(
 
 
 def test_version_verbose_lists_plugins(vx_workspace: MakeWorkspace) -> None:
-    name = unique("versioned")
+    name = "vxt_versioned"
     workspace = vx_workspace({**root(plugins=[name]), **projects("a"), f"{name}.py": module("")})
     short = workspace.run("-V")
     assert short.stdout == f"vx {vx.__version__}\n"
@@ -288,7 +270,7 @@ def test_version_verbose_lists_plugins(vx_workspace: MakeWorkspace) -> None:
 
 
 def test_help_shows_options_added_by_a_plugin(vx_workspace: MakeWorkspace) -> None:
-    name = unique("options")
+    name = "vxt_options"
     workspace = vx_workspace(
         {
             **root(plugins=[name]),
@@ -331,7 +313,7 @@ def test_help_shows_options_added_by_a_plugin(vx_workspace: MakeWorkspace) -> No
 
 
 def test_misspelled_hook_is_rejected_with_did_you_mean(vx_workspace: MakeWorkspace) -> None:
-    name = unique("typo")
+    name = "vxt_typo"
     workspace = vx_workspace(
         {
             **root(plugins=[name]),
@@ -378,7 +360,7 @@ def test_misspelled_hook_is_rejected_with_did_you_mean(vx_workspace: MakeWorkspa
 def test_plugin_that_fails_to_import_is_named(
     vx_workspace: MakeWorkspace, body: str, expected: str
 ) -> None:
-    name = unique("broken")
+    name = "vxt_broken"
     workspace = vx_workspace({**root(plugins=[name]), **projects("a"), f"{name}.py": body})
     result = workspace.run("run", "build")
     assert_clean_error(result, 78)
@@ -406,7 +388,7 @@ def test_dash_p_of_a_missing_module_is_named(vx_workspace: MakeWorkspace) -> Non
 def test_plugin_raising_in_a_hook_is_named(
     vx_workspace: MakeWorkspace, hook: str, signature: str
 ) -> None:
-    name = unique("raiser")
+    name = "vxt_raiser"
     body = f"@vx.hookimpl\ndef {hook}({signature}):\n    raise RuntimeError('kaputt')\n"
     workspace = vx_workspace({**root(plugins=[name]), **projects("a"), f"{name}.py": module(body)})
     result = workspace.run("run", "build")
@@ -417,7 +399,7 @@ def test_plugin_raising_in_a_hook_is_named(
 
 
 def test_raising_observer_is_disabled_with_one_warning(vx_workspace: MakeWorkspace) -> None:
-    flaky, steady = unique("flaky"), unique("steady")
+    flaky, steady = "vxt_flaky", "vxt_steady"
     workspace = vx_workspace(
         {
             **root(plugins=[flaky, steady]),
@@ -526,7 +508,7 @@ SETTINGS_PLUGIN = """
 
 
 def settings_workspace(make: MakeWorkspace, **section: Any) -> VxWorkspace:
-    name = unique("settings")
+    name = "vxt_settings"
     extra = {"greeter": section} if section else {}
     return make(
         {**root(plugins=[name], **extra), **projects("a"), f"{name}.py": module(SETTINGS_PLUGIN)}
@@ -580,7 +562,7 @@ def test_plugin_settings_environment_override(vx_workspace: MakeWorkspace) -> No
 
 
 def test_wrap_command_rewrites_the_command(vx_workspace: MakeWorkspace) -> None:
-    first, second = unique("wrap_outer"), unique("wrap_inner")
+    first, second = "vxt_wrap_outer", "vxt_wrap_inner"
     workspace = vx_workspace(
         {
             **root(plugins=[first, second]),
@@ -627,7 +609,7 @@ def _start_order(workspace: VxWorkspace, *args: str) -> list[str]:
 def test_task_priorities_change_the_start_order(
     vx_workspace: MakeWorkspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = unique("priorities")
+    name = "vxt_priorities"
     files = {
         **root(),
         **projects("a", "b", "c", cmd='echo {name} >> "$VX_WORKSPACE_ROOT/order.txt"'),
@@ -648,7 +630,7 @@ def test_task_priorities_change_the_start_order(
 def test_modify_graph_can_add_an_edge(
     vx_workspace: MakeWorkspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = unique("edges")
+    name = "vxt_edges"
     files = {
         **root(),
         **projects("a", "b"),

@@ -23,15 +23,16 @@ def test_ruff_clean() -> None:
 def test_mypy_strict_clean() -> None:
     result = _run("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
-    plugins = _run(
-        "mypy",
-        "--strict",
-        "plugins/vx_cache",
-        "plugins/vx_python",
-        "plugins/vx_remote",
-        "plugins/vx_history",
-        "plugins/vx_init",
-        "plugins/vx_mcp",
-        "plugins/vx_watch",
+    # Every first-party plugin, and the example plugin plugin authors copy from.
+    packages = sorted(
+        str(path.relative_to(ROOT))
+        for path in [
+            *ROOT.glob("plugins/vx_*"),
+            *ROOT.glob("vx_*"),
+            *ROOT.glob("docs/examples/*/vx_*"),
+        ]
+        if (path / "__init__.py").is_file()
     )
+    assert "docs/examples/vx-hello/vx_hello" in packages
+    plugins = _run("mypy", "--strict", *packages)
     assert plugins.returncode == 0, plugins.stdout + plugins.stderr

@@ -38,7 +38,7 @@ from remote_servers import (  # noqa: E402
     closed_port_url,
 )
 
-from vx.hashing import CACHE_FORMAT  # noqa: E402
+from vx.keys import CACHE_FORMAT  # noqa: E402
 from vx.testing import RunResult, VxWorkspace, snapshot_tree  # noqa: E402
 
 # Fixtures: turbo_server, turbo_server_signed, fake_remote.

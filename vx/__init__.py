@@ -1,7 +1,18 @@
 """vx: a pytest-style, plugin-first build system and monorepo task runner.
 
-Public API for plugin authors; attributes are imported lazily so that
-``vx --version`` stays fast.
+The public API is exactly the names in ``vx.__all__`` (plus the ``vx.testing`` pytest
+plugin for plugin authors' tests): import them from ``vx`` itself (``from vx import
+Config, Task``), like ``pytest.Config`` or ``httpx.BaseTransport``. Every other module
+(``vx.cache``, ``vx.runner``, ``vx.keys``, ...) is the kernel's own and may change in any
+release; first-party plugins follow the same rule (a test checks it).
+
+Attributes are imported lazily so that ``vx --version`` stays fast.
+
+Exceptions: :class:`VxError` is the base of every error vx reports without a traceback:
+:class:`UsageError` (bad command line, exit 2), :class:`ConfigError` (bad configuration,
+exit 78) and :class:`PluginError` (a plugin failed to load or broke a contract, exit 78).
+:class:`CorruptArtifactError` is raised by cache layers for entries that fail their
+integrity check.
 """
 
 from __future__ import annotations
@@ -15,14 +26,35 @@ if TYPE_CHECKING:
 
     from vx._log import warning
     from vx.api import create_runner, plan_run
-    from vx.caching import Artifact, ArtifactInfo, CacheLayer, CorruptArtifactError
+    from vx.cachedir import CACHEDIR_TAG_SIGNATURE
+    from vx.caching import (
+        Artifact,
+        ArtifactInfo,
+        CacheLayer,
+        CacheResult,
+        CacheSource,
+        CacheStatus,
+        CorruptArtifactError,
+    )
+    from vx.cli import Command, CommandRegistry, Parser
+    from vx.commands.run import run_options
     from vx.config import Config
     from vx.errors import ConfigError, PluginError, UsageError, VxError
-    from vx.execution import CommandSpec, Executor, RunInfo, TaskResult, TaskStatus
+    from vx.execution import (
+        CommandSpec,
+        ContinueMode,
+        Executor,
+        OutputCallback,
+        RunInfo,
+        TaskResult,
+        TaskStatus,
+    )
     from vx.graph import Task, TaskGraph
-    from vx.hashing import CACHEDIR_TAG_SIGNATURE
+    from vx.plugin_manager import PluginInfo, VxPluginManager
     from vx.runner import Runner
+    from vx.runoptions import LayerAccess, RunOptions
     from vx.services import ServicePool
+    from vx.stash import Stash, StashKey
     from vx.workspace import Project, TaskDefinition, Workspace
 
     hookimpl: HookimplMarker
@@ -32,16 +64,29 @@ __all__ = [
     "Artifact",
     "ArtifactInfo",
     "CacheLayer",
+    "CacheResult",
+    "CacheSource",
+    "CacheStatus",
+    "Command",
+    "CommandRegistry",
     "CommandSpec",
     "Config",
     "ConfigError",
+    "ContinueMode",
     "CorruptArtifactError",
     "Executor",
+    "LayerAccess",
+    "OutputCallback",
+    "Parser",
     "PluginError",
+    "PluginInfo",
     "Project",
     "RunInfo",
+    "RunOptions",
     "Runner",
     "ServicePool",
+    "Stash",
+    "StashKey",
     "Task",
     "TaskDefinition",
     "TaskGraph",
@@ -49,29 +94,44 @@ __all__ = [
     "TaskStatus",
     "UsageError",
     "VxError",
+    "VxPluginManager",
     "Workspace",
     "__version__",
     "create_runner",
     "hookimpl",
     "plan_run",
+    "run_options",
     "warning",
 ]
 
 _LAZY = {
-    "CACHEDIR_TAG_SIGNATURE": "vx.hashing",
+    "CACHEDIR_TAG_SIGNATURE": "vx.cachedir",
     "Artifact": "vx.caching",
     "ArtifactInfo": "vx.caching",
     "CacheLayer": "vx.caching",
+    "CacheResult": "vx.caching",
+    "CacheSource": "vx.caching",
+    "CacheStatus": "vx.caching",
+    "Command": "vx.cli",
+    "CommandRegistry": "vx.cli",
     "CommandSpec": "vx.execution",
     "Config": "vx.config",
     "ConfigError": "vx.errors",
+    "ContinueMode": "vx.execution",
     "CorruptArtifactError": "vx.caching",
     "Executor": "vx.execution",
+    "LayerAccess": "vx.runoptions",
+    "OutputCallback": "vx.execution",
+    "Parser": "vx.cli",
     "PluginError": "vx.errors",
+    "PluginInfo": "vx.plugin_manager",
     "Project": "vx.workspace",
     "RunInfo": "vx.execution",
     "Runner": "vx.runner",
     "ServicePool": "vx.services",
+    "RunOptions": "vx.runoptions",
+    "Stash": "vx.stash",
+    "StashKey": "vx.stash",
     "Task": "vx.graph",
     "TaskDefinition": "vx.workspace",
     "TaskGraph": "vx.graph",
@@ -79,10 +139,12 @@ _LAZY = {
     "TaskStatus": "vx.execution",
     "UsageError": "vx.errors",
     "VxError": "vx.errors",
+    "VxPluginManager": "vx.plugin_manager",
     "Workspace": "vx.workspace",
     "warning": "vx._log",
     "create_runner": "vx.api",
     "plan_run": "vx.api",
+    "run_options": "vx.commands.run",
 }
 
 

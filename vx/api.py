@@ -1,10 +1,12 @@
 """Planning and running a selection of tasks from code: what ``vx run`` does, for commands
 that run tasks more than once (``vx watch``) and for scripts.
 
-Typical use inside a command handler::
+Typical use inside a command handler (a command registered with ``options_of="run"`` gets
+every ``vx run`` option)::
 
-    graph, cache = vx.plan_run(config, ["test"])      # keys in task.hash
-    runner = vx.create_runner(config, graph, cache, task_names=["test"])
+    options = vx.run_options(config.option)           # or vx.RunOptions(tasks=("test",))
+    graph, cache = vx.plan_run(config, options)       # keys in task.hash
+    runner = vx.create_runner(config, graph, cache, options)
     run = runner.run()                                 # or: await runner.run_async()
 """
 
@@ -18,37 +20,37 @@ if TYPE_CHECKING:
     from vx.config import Config
     from vx.graph import TaskGraph
     from vx.runner import Runner
+    from vx.runoptions import RunOptions
     from vx.services import ServicePool
 
 __all__ = ["create_runner", "plan_run"]
 
 
-def plan_run(config: Config, task_names: list[str]) -> tuple[TaskGraph, TaskCache]:
-    """The graph of ``task_names`` over the projects ``--filter``/``--affected`` select, and
-    its cache with every task's key computed (``task.hash``)."""
+def plan_run(config: Config, options: RunOptions) -> tuple[TaskGraph, TaskCache]:
+    """The graph of ``options.tasks`` over the projects its filters select, and its cache
+    with every task's key computed (``task.hash``)."""
     from vx.cache import create_cache
     from vx.planning import plan
 
-    graph = plan(config, task_names)
-    return graph, create_cache(config, graph)
+    graph = plan(config, options)
+    return graph, create_cache(config, graph, options)
 
 
 def create_runner(
     config: Config,
     graph: TaskGraph,
     cache: TaskCache,
+    options: RunOptions,
     *,
-    task_names: list[str],
     settled: Collection[str] = (),
     services: ServicePool | None = None,
 ) -> Runner:
     """A :class:`~vx.runner.Runner` set up as ``vx run`` sets it up: the executor and
-    priorities from plugins, ``-j``/``--continue`` from the command line (or their defaults).
+    priorities from plugins, concurrency and ``--continue`` from ``options``.
 
     ``settled`` tasks count as done without running; ``services`` keeps the persistent tasks
     the run starts running after it ends (see :class:`~vx.runner.Runner`).
     """
-    from vx.execution import ContinueMode
     from vx.planning import resolve_concurrency
     from vx.runner import Runner
 
@@ -56,12 +58,11 @@ def create_runner(
         config,
         graph,
         config.hook.executor(config),
-        concurrency=resolve_concurrency(config),
-        continue_mode=ContinueMode(getattr(config.option, "continue_mode", None) or "never"),
+        options,
+        concurrency=resolve_concurrency(config, options),
         # Asked lazily: only when the scheduler starts (a full hit never needs them).
         priorities=lambda: config.hook.task_priorities(graph, config),
         cache=cache,
-        task_names=task_names,
         settled=settled,
         services=services,
     )

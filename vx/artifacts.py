@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from vx.globs import GlobSet
-from vx.hashing import CACHE_FORMAT, output_globs
-from vx.outputs import Restored, file_digest, output_files, outputs_current
+from vx.keys import CACHE_FORMAT
+from vx.outputs import Restored, file_digest, output_files, output_globs, outputs_current
 
 if TYPE_CHECKING:
     from vx.graph import Task

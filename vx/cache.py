@@ -1,8 +1,9 @@
 """The kernel side of caching: task keys, the composition of cache layers, restore and save.
 
-Layers are read in order (``local`` first); a hit from a later layer is written to the
-earlier writable ones; a save goes to ``local`` first, then to the others in the background
-(awaited before the run ends). Any layer error is a miss plus one warning per layer per run.
+Layers are read in order (:attr:`~vx.caching.CacheLayer.local` layers first); a hit from a
+later layer is written to the earlier writable ones; a save goes to the local layers first,
+then to the others in the background (awaited before the run ends). Any layer error is a miss
+plus one warning per layer per run.
 """
 
 from __future__ import annotations
@@ -14,12 +15,22 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from vx import _log
-from vx.caching import Artifact, ArtifactInfo, CacheLayer, CorruptArtifactError
+from vx.caching import (
+    Artifact,
+    ArtifactInfo,
+    CacheLayer,
+    CacheResult,
+    CacheSource,
+    CacheStatus,
+    CorruptArtifactError,
+)
 from vx.errors import UsageError
 from vx.execution import OutputCallback, TaskResult, TaskStatus
 from vx.explain import ManifestStore, explain
-from vx.hashing import FileHasher, KeyBuilder
+from vx.filehash import FileHasher
+from vx.keys import KeyBuilder
 from vx.outputs import Restored, outputs_current
+from vx.runoptions import LayerAccess, RunOptions
 
 if TYPE_CHECKING:
     import asyncio
@@ -28,7 +39,10 @@ if TYPE_CHECKING:
     from vx.config import Config
     from vx.graph import Task, TaskGraph
 
-__all__ = ["TaskCache", "parse_cache_spec"]
+__all__ = ["TaskCache", "create_cache"]
+
+
+_OFF = LayerAccess(read=False, write=False)
 
 
 class _LayerReadError(Exception):
@@ -36,46 +50,38 @@ class _LayerReadError(Exception):
 
 
 class _LayerWriteError(Exception):
-    """The local layer raised while storing (the cause is chained)."""
+    """A local layer raised while storing (the cause is chained)."""
+
+    def __init__(self, layer: CacheLayer) -> None:
+        super().__init__(layer.name)
+        self.layer = layer
 
 
-def parse_cache_spec(spec: str) -> dict[str, tuple[bool, bool]]:
-    """``local:rw,remote:r`` -> ``{"local": (True, True), "remote": (True, False)}``."""
-    result: dict[str, tuple[bool, bool]] = {}
-    for part in spec.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        name, sep, mode = part.partition(":")
-        if not sep or not name or set(mode) - {"r", "w"}:
-            raise UsageError(
-                f"--cache={spec!r}: expected LAYER:MODE pairs like local:rw,remote:r "
-                "(MODE is r, w, rw or empty)"
-            )
-        result[name.strip()] = ("r" in mode, "w" in mode)
-    return result
+def _source(layer: CacheLayer) -> CacheSource:
+    return CacheSource.LOCAL if layer.local else CacheSource.REMOTE
 
 
 class TaskCache:
     """Computes every task's key up front and serves the runner's restore/save calls."""
 
-    def __init__(self, config: Config, graph: TaskGraph, layers: list[CacheLayer]) -> None:
+    def __init__(
+        self, config: Config, graph: TaskGraph, layers: list[CacheLayer], options: RunOptions
+    ) -> None:
         self.config = config
         self.graph = graph
         self.root = graph.workspace.root
         self.vx_dir = self.root / ".vx"
-        option = config.option
-        self.force = bool(getattr(option, "force", False))
-        overrides = parse_cache_spec(option.cache) if getattr(option, "cache", None) else None
-        ordered = sorted(layers, key=lambda layer: layer.name != "local")
+        self.force = options.force
+        overrides = options.cache
+        ordered = sorted(layers, key=lambda layer: not layer.local)
         self.layers = ordered
         self.readable: list[CacheLayer] = []
         self.writable: list[CacheLayer] = []
         for layer in ordered:
             read, write = layer.readable, layer.writable
             if overrides is not None:
-                read_override, write_override = overrides.get(layer.name, (False, False))
-                read, write = read and read_override, write and write_override
+                access = overrides.get(layer.name, _OFF)
+                read, write = read and access.read, write and access.write
             if read:
                 self.readable.append(layer)
             if write:
@@ -83,7 +89,7 @@ class TaskCache:
         self.manifests = ManifestStore(self.vx_dir / "manifests")
         self._warned: set[str] = set()
         self._uploads: set[asyncio.Task[None]] = set()
-        self._probed: dict[str, str | None] = {}
+        self._probed: dict[str, CacheLayer | None] = {}
         self._ready: dict[str, tuple[CacheLayer, Restored]] = {}
         self._layer_infos: dict[str, Mapping[str, ArtifactInfo]] = {}
         components = {task.id: config.hook.task_hash_components(task, config) for task in graph}
@@ -110,49 +116,48 @@ class TaskCache:
     def reason(self, task: Task) -> list[str]:
         return explain(self.manifests.load(task.id), self.keys.manifests[task.id])
 
-    def _miss_details(self, task: Task) -> dict[str, Any]:
+    def details(self, task: Task) -> CacheResult:
+        """Cache details of a task that is about to run (a miss, or caching disabled)."""
         if not task.definition.cache:
-            return {"status": "disabled", "key": task.hash}
-        changes = ["--force"] if self.force else self.reason(task)
-        return {
-            "status": "miss",
-            "key": task.hash,
-            "reason": "; ".join(changes),
-            "changes": changes,
-        }
-
-    def details(self, task: Task) -> dict[str, object]:
-        """Cache details of a task that is about to run."""
-        return dict(self._miss_details(task))
+            return CacheResult(status=CacheStatus.DISABLED, key=task.hash)
+        changes = ("--force",) if self.force else tuple(self.reason(task))
+        return CacheResult(
+            status=CacheStatus.MISS, key=task.hash, reason="; ".join(changes), changes=changes
+        )
 
     # -- dry run -----------------------------------------------------------------
 
-    def probe(self, task: Task) -> str | None:
-        """Name of the first readable layer that has the task's key (bumps its access time)."""
+    def probe(self, task: Task) -> CacheLayer | None:
+        """The first readable layer that has the task's key (bumps its access time)."""
         if task.id in self._probed:
             return self._probed[task.id]
         found = None
         if task.definition.cache and not self.force and task.hash:
             for layer in self.readable:
                 if task.hash in self._infos(layer):  # one batched query per layer
-                    found = layer.name
+                    found = layer
                     break
                 try:
                     if layer.has(task.hash):
-                        found = layer.name
+                        found = layer
                         break
                 except Exception as exc:
                     self._layer_failed(layer, "answer", exc)
         self._probed[task.id] = found
         return found
 
+    def lookup(self, task: Task) -> CacheResult:
+        """What a run would find for ``task``, without restoring anything."""
+        layer = self.probe(task)
+        if layer is None:
+            return self.details(task)
+        return CacheResult(
+            status=CacheStatus.HIT, source=_source(layer), layer=layer.name, key=task.hash
+        )
+
     def dry_run_entry(self, task: Task) -> dict[str, Any]:
-        source = self.probe(task)
-        if source is not None:
-            cache: dict[str, Any] = {"status": "hit", "source": source, "key": task.hash}
-        else:
-            cache = self._miss_details(task)
         manifest = self.keys.manifests[task.id]
+        cache = self.lookup(task).as_dict()
         return {"hash": task.hash, "cache": cache, "inputs": manifest["inputs"]}
 
     # -- run -----------------------------------------------------------------------
@@ -189,9 +194,8 @@ class TaskCache:
         hook = self.config.hook
         key = task.hash
         if key is None or not task.definition.cache or self.force:
-            hook.task_cache(
-                task, "disabled" if not task.definition.cache else "miss", self._miss_details(task)
-            )
+            details = self.details(task)
+            hook.task_cache(task, details.status, details)
             return None
         start = time.monotonic()
         for index, layer in enumerate(self.readable):
@@ -220,7 +224,8 @@ class TaskCache:
                 )
                 await self._backfill(layer, replace(artifact, task_id=task.id, info=info))
             return self._hit(task, layer, key, restored, start, on_output)
-        hook.task_cache(task, "miss", self._miss_details(task))
+        details = self.details(task)
+        hook.task_cache(task, details.status, details)
         return None
 
     def _hit(
@@ -233,15 +238,15 @@ class TaskCache:
         on_output: OutputCallback,
     ) -> TaskResult:
         self.manifests.save(task.id, key, self.keys.manifests[task.id])
-        details = {
-            "status": "hit",
-            "source": "local" if layer.name == "local" else "remote",
-            "layer": layer.name,
-            "key": key,
-            "time_saved_ms": restored.meta.get("duration_ms", 0),
-            "restored_outputs": restored.extracted,
-        }
-        self.config.hook.task_cache(task, "hit", details)
+        details = CacheResult(
+            status=CacheStatus.HIT,
+            source=_source(layer),
+            layer=layer.name,
+            key=key,
+            time_saved_ms=restored.meta.get("duration_ms", 0),
+            restored_outputs=restored.extracted,
+        )
+        self.config.hook.task_cache(task, details.status, details)
         if restored.log:
             on_output(restored.log)
         duration = (time.monotonic() - start) * 1000
@@ -251,10 +256,9 @@ class TaskCache:
         """The layer's ``info_many`` for every cacheable task of the run, asked once."""
         infos = self._layer_infos.get(layer.name)
         if infos is None:
-            info_many = getattr(layer, "info_many", None)
             keys = [t.hash for t in self.graph if t.hash and t.definition.cache]
             try:
-                infos = info_many(keys) if callable(info_many) and keys else {}
+                infos = layer.info_many(keys) if keys else {}
             except Exception:
                 infos = {}  # the full read reports problems
             self._layer_infos[layer.name] = infos
@@ -289,11 +293,9 @@ class TaskCache:
         """A corrupt or hostile archive: evict it where possible and run the task."""
         import asyncio
 
-        delete = getattr(layer, "delete", None)
-        if callable(delete):
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(delete, key)
-        if layer.name == "local":
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(layer.delete, key)
+        if layer.local:
             _log.warning(
                 f"{task.id}: local cache entry {key[:16]} is unusable ({exc}); "
                 "evicted, running the task",
@@ -327,18 +329,15 @@ class TaskCache:
             "created_at": time.time(),
             "manifest": self.keys.manifests[task.id],
         }
-        first, *rest = self.writable
-        local = first if first.name == "local" else None
-        if local is None:
-            rest = self.writable
+        local = [layer for layer in self.writable if layer.local]
+        rest = [layer for layer in self.writable if not layer.local]
         try:
             artifact = await asyncio.to_thread(self._pack_and_store, task, result, meta, local)
         except OSError as exc:
             _log.warning(f"{task.id}: could not archive outputs ({exc}); not cached", once=False)
             return
         except _LayerWriteError as exc:
-            assert local is not None
-            self._layer_failed(local, "store", exc.__cause__ or exc)
+            self._layer_failed(exc.layer, "store", exc.__cause__ or exc)
             return
         self.manifests.save(task.id, key, self.keys.manifests[task.id])
         for layer in rest:
@@ -347,9 +346,9 @@ class TaskCache:
             upload.add_done_callback(self._uploads.discard)
 
     def _pack_and_store(
-        self, task: Task, result: TaskResult, meta: dict[str, Any], local: CacheLayer | None
+        self, task: Task, result: TaskResult, meta: dict[str, Any], local: list[CacheLayer]
     ) -> Artifact:
-        """Archive the outputs and save them locally in one worker-thread hop."""
+        """Archive the outputs and save them in the local layers in one worker-thread hop."""
         from vx.artifacts import pack
 
         data, outputs = pack(task, self.root, result.output, meta)
@@ -360,11 +359,11 @@ class TaskCache:
             task_id=task.id,
             info=ArtifactInfo(outputs=outputs, log=result.output, duration_ms=result.duration_ms),
         )
-        if local is not None:
+        for layer in local:
             try:
-                local.put(artifact.key, artifact)
+                layer.put(artifact.key, artifact)
             except Exception as exc:
-                raise _LayerWriteError() from exc
+                raise _LayerWriteError(layer) from exc
         return artifact
 
     async def _upload(self, layer: CacheLayer, artifact: Artifact) -> None:
@@ -385,9 +384,7 @@ class TaskCache:
 
         if not self._uploads:
             return
-        timeout = max(
-            (float(getattr(layer, "upload_timeout", 60.0)) for layer in self.writable), default=60.0
-        )
+        timeout = max((layer.upload_timeout for layer in self.writable), default=60.0)
         _, pending = await asyncio.wait(set(self._uploads), timeout=timeout)
         if pending:
             _log.warning(
@@ -398,11 +395,11 @@ class TaskCache:
                 task.cancel()
 
 
-def create_cache(config: Config, graph: TaskGraph) -> TaskCache:
+def create_cache(config: Config, graph: TaskGraph, options: RunOptions) -> TaskCache:
     """Build the run's :class:`TaskCache` from the layers plugins provide."""
     layers = config.hook.cache_layers(config)
     names = [layer.name for layer in layers]
     duplicates = {name for name in names if names.count(name) > 1}
     if duplicates:
         raise UsageError(f"two cache layers are named {', '.join(sorted(duplicates))}")
-    return TaskCache(config, graph, layers)
+    return TaskCache(config, graph, layers, options)

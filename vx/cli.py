@@ -230,7 +230,7 @@ def _main(args: list[str]) -> int:
         root_error = exc
     root, root_data = found if found else (None, None)
     if root is not None and ("run" in args or "why" in args):
-        from vx.hashing import prefetch_listing
+        from vx.gitfiles import prefetch_listing
 
         prefetch_listing(root)
     if root is not None and root_data is not None:

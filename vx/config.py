@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from vx.errors import ConfigError, UsageError, did_you_mean
+from vx.stash import Stash
 from vx.usercache import cached_toml
 
 if TYPE_CHECKING:
@@ -154,8 +155,8 @@ class Config:
         self.invocation_dir = invocation_dir
         self.root = root
         self.root_data = root_data or {}
-        self.stash: dict[str, Any] = {}
-        """Free-form storage for plugins; prefix keys with your plugin name."""
+        self.stash = Stash()
+        """Per-run state of plugins, typed by :class:`~vx.StashKey` keys."""
         self.args: list[str] = []
         """The command-line arguments as given (without the program name)."""
 
@@ -193,8 +194,6 @@ class Config:
 
     @cached_property
     def _cached(self) -> tuple[Workspace, Any] | None:
-        if getattr(self.option, "no_workspace_cache", False):
-            return None
         return self._workspace_cache.load()
 
     @cached_property

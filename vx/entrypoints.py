@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from vx.fileio import atomic_write
 from vx.usercache import user_cache_dir
 
 __all__ = ["EntryPoint", "vx_entry_points"]
@@ -86,12 +87,6 @@ def vx_entry_points(group: str = "vx") -> list[EntryPoint]:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     found = _scan(group)
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        entries = [[e.name, e.value, e.distribution, e.version] for e in found]
-        temporary.write_text(json.dumps({"key": key, "entries": entries}))
-        os.replace(temporary, cache)
-    except OSError:
-        pass
+    entries = [[e.name, e.value, e.distribution, e.version] for e in found]
+    atomic_write(cache, json.dumps({"key": key, "entries": entries}))
     return found

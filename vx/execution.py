@@ -6,8 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
+from vx.caching import CacheResult, CacheStatus
 from vx.graph import Task
 
 __all__ = [
@@ -70,8 +71,8 @@ class TaskResult:
     duration_ms: float
     output: bytes = b""
     """Combined stdout and stderr, as captured."""
-    cache: dict[str, Any] = field(default_factory=dict)
-    """Cache details: at least ``{"status": "hit" | "miss" | "disabled"}``."""
+    cache: CacheResult = field(default_factory=lambda: CacheResult(status=CacheStatus.DISABLED))
+    """What the cache did for the task (``cache.status`` is always set)."""
     attempts: int = 0
     """Times the command was started in this run (``1 +`` retries used); 0 when it never
     was (cache hits, tasks without a command, skipped tasks)."""

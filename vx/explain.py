@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from vx.fileio import atomic_write
 
 __all__ = ["ManifestStore", "explain"]
 
@@ -55,7 +56,7 @@ class ManifestStore:
     def flush(self) -> None:
         """Persist the index (once per run)."""
         if self._dirty:
-            _write_atomic(self.directory / "index.json", json.dumps(self.index))
+            atomic_write(self.directory / "index.json", json.dumps(self.index))
             self._dirty = False
 
 
@@ -66,16 +67,6 @@ def _write(path: Path, text: str) -> None:
         except FileNotFoundError:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-    except OSError:
-        pass
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(text)
-        os.replace(temporary, path)
     except OSError:
         pass
 

@@ -16,7 +16,7 @@ import pluggy
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from vx.caching import CacheLayer
+    from vx.caching import CacheLayer, CacheResult, CacheStatus
     from vx.cli import CommandRegistry, Parser
     from vx.config import Config
     from vx.execution import CommandSpec, Executor, RunInfo, TaskResult
@@ -44,8 +44,10 @@ def vx_add_commands(registry: CommandRegistry) -> None:
     """Add subcommands (``vx run``, ``vx graph``, ``vx cache`` ...).
 
     Called once, after every plugin is loaded and before the command line is
-    parsed. Use ``registry.add(name, help=..., handler=..., needs_workspace=...)``;
-    ``handler(config) -> int`` returns the exit code. Returns nothing.
+    parsed. Use ``registry.add(name, help=..., handler=..., needs_workspace=...,
+    configure=...)`` (a :class:`vx.CommandRegistry`); ``handler(config) -> int``
+    returns the exit code, and ``configure(argparse_parser)`` may add the
+    command's own arguments. Returns nothing.
     """
 
 
@@ -53,7 +55,8 @@ def vx_add_commands(registry: CommandRegistry) -> None:
 def vx_addoption(parser: Parser) -> None:
     """Add command-line options.
 
-    ``parser.add_option(*flags, command=None, **argparse_kwargs)`` adds a global
+    ``parser.add_option(*flags, command=None, **argparse_kwargs)`` (a
+    :class:`vx.Parser`) adds a global
     option (``command=None``) or an option of one subcommand (``command="run"``).
     Options appear in ``vx --help`` / ``vx run --help`` and are read back as
     ``config.option.<dest>``. Called once per plugin after ``vx_add_commands``
@@ -73,7 +76,8 @@ def vx_settings_models() -> Mapping[str, type[BaseModel]] | None:
     Called once when settings are first validated. Each model is a pydantic
     ``BaseModel`` (use ``extra="forbid"`` so misspelled keys get a "did you
     mean"); values are also read from ``VX_<SECTION>__<KEY>`` environment
-    variables. Read them back with ``config.section(name)``.
+    variables. Read them back with ``config.section(name)`` (on warm runs a
+    read-only object with the same attributes, from the workspace cache).
     """
 
 
@@ -100,9 +104,13 @@ def vx_unconfigure(config: Config) -> None:
 def vx_load_workspace(root: Path, config: Config) -> Workspace | None:
     """Read the workspace rooted at ``root`` (the directory holding the root pyproject.toml).
 
-    firstresult: the first plugin returning a :class:`~vx.workspace.Workspace`
-    wins; the built-in ``workspace`` plugin reads ``[tool.vx]`` of pyproject files.
-    Raise :class:`~vx.errors.ConfigError` for invalid configuration.
+    Called once per invocation that needs the workspace, unless the workspace
+    cache (``.vx/workspace.pickle``) still matches the files the loader read
+    (``Workspace.config_files`` and ``watch_dirs``; a workspace without
+    ``config_files`` is never cached). The first plugin returning a
+    :class:`vx.Workspace` wins; the built-in ``workspace`` plugin reads
+    ``[tool.vx]`` of pyproject files. Raise :class:`vx.ConfigError` for invalid
+    configuration.
     """
 
 
@@ -110,8 +118,8 @@ def vx_load_workspace(root: Path, config: Config) -> Workspace | None:
 def vx_modify_graph(graph: TaskGraph, config: Config) -> None:
     """Inspect or change the task graph before anything runs (e.g. add inferred edges).
 
-    Called once per ``vx run`` / ``vx graph`` after the graph is built and
-    before it is checked for cycles again. Returns nothing.
+    Called once per ``vx run``, ``vx graph`` and ``vx why`` after the graph is
+    built and before it is checked for cycles again. Returns nothing.
     """
 
 
@@ -124,18 +132,21 @@ def vx_modify_graph(graph: TaskGraph, config: Config) -> None:
 def vx_task_hash_components(task: Task, config: Config) -> Mapping[str, str | bytes] | None:
     """Return extra named components to include in ``task``'s cache key.
 
-    Called once per task per run, before the key is computed. Components of
-    all plugins are merged (names must be unique; prefix them with your
-    plugin's name) and recorded in the manifest so ``vx why`` can explain them.
+    Called once per task whenever keys are computed (``vx run``, also with
+    ``--dry``, and ``vx why``), before the key is computed. Components of all
+    plugins are merged (a later plugin's name replaces an earlier one's: prefix
+    names with your plugin's name) and recorded in the manifest so ``vx why``
+    can explain them.
     """
 
 
 @hookspec
 def vx_cache_layers(config: Config) -> list[CacheLayer] | None:
-    """Return the cache layers this plugin provides (see :class:`vx.caching.CacheLayer`).
+    """Return the cache layers this plugin provides (instances of :class:`vx.CacheLayer`).
 
-    Called once per run. Layers are read in order: the one named ``local``
-    first, then the rest in hook call order. Returns a list, or None.
+    Called once per ``vx run`` / ``vx why``. Layers are read in order: the
+    :attr:`~vx.CacheLayer.local` ones first, then the rest, each group in hook
+    call order. Layer names must be unique. Returns a list, or None.
     """
 
 
@@ -148,20 +159,23 @@ def vx_cache_layers(config: Config) -> list[CacheLayer] | None:
 def vx_task_priorities(graph: TaskGraph, config: Config) -> Mapping[str, float] | None:
     """Return ``{task_id: priority}``; higher runs first among ready tasks.
 
-    firstresult. Called at most once per run, when the scheduler first orders ready
-    tasks: a run whose tasks are all cache hits with their outputs in place never
-    asks. By then ``task.hash`` is set for every task. The default priority of every
-    task is the number of its transitive dependents; the mapping overrides it per
-    task (tasks missing from it keep the default). Ties keep topological order.
+    Called at most once per run, when the scheduler first orders ready tasks: a
+    run whose tasks are all cache hits with their outputs in place never asks, nor
+    does ``--dry``. By then ``task.hash`` is set for every task. The default
+    priority of every task is the number of its transitive dependents; the mapping
+    overrides it per task (tasks missing from it keep the default). Ties keep
+    topological order. The first-party ``history`` plugin implements it
+    (critical path from recorded durations, see docs/history.md).
     """
 
 
 @hookspec(firstresult=True)
 def vx_executor(config: Config) -> Executor | None:
-    """Return the :class:`~vx.execution.Executor` that runs commands.
+    """Return the :class:`vx.Executor` that runs commands.
 
-    firstresult. Called once per run; the built-in ``executor`` plugin returns
-    one that spawns local processes in their own process group.
+    Called once per run (not for ``--dry``); the built-in ``executor`` plugin
+    returns one that spawns local processes in their own process group.
+    Implement it with ``@vx.hookimpl(tryfirst=True)`` to replace it.
     """
 
 
@@ -171,7 +185,8 @@ def vx_wrap_command(task: Task, spec: CommandSpec, config: Config) -> CommandSpe
 
     Called before each spawn; implementations are chained in hook call order,
     each receiving the spec returned by the previous one. Return a new
-    :class:`~vx.execution.CommandSpec`, or None to keep ``spec`` unchanged.
+    :class:`vx.CommandSpec`, or None to keep ``spec`` unchanged. Not called for
+    cache hits.
     """
 
 
@@ -194,22 +209,28 @@ def vx_task_start(task: Task, run: RunInfo) -> None:
 
 
 @hookspec
-def vx_task_cache(task: Task, status: str, details: Mapping[str, object]) -> None:
-    """Called after the cache lookup of ``task``: ``status`` is ``"hit"`` or ``"miss"``.
+def vx_task_cache(task: Task, status: CacheStatus, details: CacheResult) -> None:
+    """Called after the cache lookup of ``task`` that is about to run.
 
-    ``details`` holds at least ``key`` and, on a hit, ``source`` (layer name).
+    ``status`` (also ``details.status``) is ``hit`` (restored), ``miss`` (the task
+    runs; ``details.reason``/``details.changes`` say what changed, ``--force``
+    included) or ``disabled`` (``cache = false``). ``details`` is a
+    :class:`~vx.CacheResult`: ``key`` and, on a hit, ``source`` (``local`` or
+    ``remote``, see :attr:`vx.CacheLayer.local`), ``layer`` (the layer's name),
+    ``time_saved_ms`` and ``restored_outputs``. Not called for tasks without a
+    command, nor for skipped tasks.
     """
 
 
 @hookspec
 def vx_task_output(task: Task, data: bytes) -> None:
     """Called for each chunk of output (stdout and stderr combined) as it arrives,
-    and for replayed logs of cache hits."""
+    and once with the whole replayed log of a cache hit."""
 
 
 @hookspec
 def vx_task_finish(result: TaskResult, run: RunInfo) -> None:
-    """Called once per task of the run with its final :class:`~vx.execution.TaskResult`,
+    """Called once per task of the run with its final :class:`vx.TaskResult`,
     including tasks that were skipped or cancelled.
 
     Besides status, exit code, duration, output and cache details, the result carries

@@ -14,12 +14,24 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
-from vx.hashing import output_globs
+from vx.globs import GlobSet, globs
 
 if TYPE_CHECKING:
     from vx.graph import Task
 
-__all__ = ["Restored", "file_digest", "output_files", "output_paths", "outputs_current"]
+__all__ = [
+    "Restored",
+    "file_digest",
+    "output_files",
+    "output_globs",
+    "output_paths",
+    "outputs_current",
+]
+
+
+def output_globs(task: Task) -> GlobSet:
+    """The task's ``outputs`` globs, relative to its project."""
+    return globs(task.definition.outputs)
 
 
 @dataclass(slots=True)

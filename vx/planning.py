@@ -2,48 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import re
 from typing import TYPE_CHECKING
 
-from vx.errors import ConfigError, UsageError
 from vx.filters import select_projects
 from vx.graph import TaskGraph, build_task_graph
+from vx.runoptions import RunOptions, parse_concurrency
 
 if TYPE_CHECKING:
     from vx.config import Config
 
-__all__ = ["parse_concurrency", "plan", "resolve_concurrency"]
-
-_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+__all__ = ["plan", "resolve_concurrency"]
 
 
-def parse_concurrency(value: int | str) -> int:
-    """``4`` -> 4; ``"50%"`` -> half the CPUs (at least 1). Raises ValueError."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            raise ValueError(f"must be at least 1, got {value}")
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        if text.isdigit():
-            return parse_concurrency(int(text))
-        match = _PERCENT.match(text)
-        if match:
-            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-            return max(1, int((cpus or os.cpu_count() or 1) * float(match.group(1)) / 100))
-    raise ValueError(f"expected a positive integer or a percentage like '50%', got {value!r}")
-
-
-def plan(config: Config, task_names: list[str]) -> TaskGraph:
-    """Build the graph of ``task_names`` over the projects chosen by ``--filter``/``--affected``."""
+def plan(config: Config, options: RunOptions) -> TaskGraph:
+    """Build the graph of ``options.tasks`` over the projects ``options.filters`` select."""
     workspace = config.workspace
-    filters = list(getattr(config.option, "filter", None) or [])
-    if getattr(config.option, "affected", False):
-        filters.append(f"...[{config.option.base or 'origin/main'}]")
-    elif getattr(config.option, "base", None):
-        raise UsageError("--base only applies together with --affected")
-    projects = select_projects(workspace, filters, config.invocation_dir)
+    projects = select_projects(workspace, list(options.filters), config.invocation_dir)
+    task_names = list(options.tasks)
     if not task_names:
         task_names = sorted({t for name in projects for t in workspace.projects[name].tasks})
     if not projects:
@@ -54,20 +29,11 @@ def plan(config: Config, task_names: list[str]) -> TaskGraph:
     return TaskGraph(workspace, {task.id: task for task in graph.topological_order()})
 
 
-def resolve_concurrency(config: Config) -> int:
+def resolve_concurrency(config: Config, options: RunOptions) -> int:
     """``-j`` beats ``[tool.vx] concurrency`` / ``VX_CONCURRENCY``; default: the CPU count."""
-    value = getattr(config.option, "concurrency", None)
-    if value is not None:
-        try:
-            return parse_concurrency(value)
-        except ValueError as exc:
-            raise UsageError(f"-j/--concurrency: {exc}") from None
+    if options.concurrency is not None:
+        return options.concurrency
+    # Validated with the settings (a bad value is a configuration error there); what is
+    # left is turning a percentage into a number of CPUs.
     configured = config.settings.concurrency
-    if configured is not None:
-        try:
-            return parse_concurrency(configured)
-        except ValueError as exc:
-            raise ConfigError(
-                str(exc), file=str(config.root_file), key="tool.vx.concurrency"
-            ) from None
-    return parse_concurrency("100%")
+    return parse_concurrency(configured if configured is not None else "100%")

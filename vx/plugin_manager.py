@@ -18,7 +18,7 @@ from vx.errors import PluginError, UsageError, VxError
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from vx.caching import CacheLayer
+    from vx.caching import CacheLayer, CacheResult, CacheStatus
     from vx.cli import CommandRegistry, Parser
     from vx.config import Config
     from vx.entrypoints import EntryPoint
@@ -281,10 +281,19 @@ class HookRelay:
         return components
 
     def cache_layers(self, config: Config) -> list[CacheLayer]:
+        """Every plugin's layers, in hook call order; each must be a :class:`CacheLayer`."""
+        from vx.caching import CacheLayer
+
         layers: list[CacheLayer] = []
-        for result in self._call("vx_cache_layers", config=config):
-            if result:
-                layers.extend(result)
+        for impl in reversed(self._pm.hook.vx_cache_layers.get_hookimpls()):
+            result = self._call_impl(impl, "vx_cache_layers", config=config)
+            for layer in result or ():
+                if not isinstance(layer, CacheLayer):
+                    raise PluginError(
+                        f"{self._pm.info_for(impl.plugin_name)} returned {layer!r} from "
+                        "vx_cache_layers: cache layers must subclass vx.CacheLayer"
+                    )
+                layers.append(layer)
         return layers
 
     # scheduling and execution
@@ -300,18 +309,21 @@ class HookRelay:
             raise PluginError("no plugin provides an executor (is the 'executor' plugin loaded?)")
         return cast("Executor", executor)
 
+    def _call_impl(self, impl: pluggy.HookImpl, name: str, **kwargs: object) -> Any:
+        """Call one plugin's implementation; its exceptions become a :class:`PluginError`."""
+        try:
+            return impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+        except VxError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"{self._pm.info_for(impl.plugin_name)} raised in {name}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
     def wrap_command(self, task: Task, spec: CommandSpec, config: Config) -> CommandSpec:
-        caller = self._pm.hook.vx_wrap_command
-        for impl in reversed(caller.get_hookimpls()):
-            try:
-                result = impl.function(task=task, spec=spec, config=config)
-            except VxError:
-                raise
-            except Exception as exc:
-                raise PluginError(
-                    f"{self._pm.info_for(impl.plugin_name)} raised in vx_wrap_command: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
+        for impl in reversed(self._pm.hook.vx_wrap_command.get_hookimpls()):
+            result = self._call_impl(impl, "vx_wrap_command", task=task, spec=spec, config=config)
             if result is not None:
                 spec = cast("CommandSpec", result)
         return spec
@@ -340,7 +352,7 @@ class HookRelay:
     def task_start(self, task: Task, run: RunInfo) -> None:
         self.notify("vx_task_start", task=task, run=run)
 
-    def task_cache(self, task: Task, status: str, details: Mapping[str, object]) -> None:
+    def task_cache(self, task: Task, status: CacheStatus, details: CacheResult) -> None:
         self.notify("vx_task_cache", task=task, status=status, details=details)
 
     def task_output(self, task: Task, data: bytes) -> None:

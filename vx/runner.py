@@ -3,6 +3,7 @@ clean cancellation, emitting lifecycle events to plugins."""
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 import signal
@@ -12,6 +13,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from vx.caching import CacheResult, CacheStatus
 from vx.environment import TaskEnvironments
 from vx.errors import EXIT_INTERRUPTED
 from vx.execution import (
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from vx.config import Config
     from vx.execution import Executor
     from vx.graph import Task, TaskGraph
+    from vx.runoptions import RunOptions
     from vx.services import ServicePool
 
 __all__ = ["ContinueMode", "RunCache", "Runner", "new_run_id"]
@@ -48,11 +51,16 @@ class RunCache(Protocol):
 
     async def save(self, task: Task, result: TaskResult) -> None: ...
 
-    def details(self, task: Task) -> dict[str, object]: ...
+    def details(self, task: Task) -> CacheResult: ...
 
     async def wait_uploads(self) -> None: ...
 
     def flush(self) -> None: ...
+
+
+_DISABLED = CacheResult(status=CacheStatus.DISABLED)
+_MISS = CacheResult(status=CacheStatus.MISS)
+_SKIPPED = CacheResult(status=CacheStatus.SKIPPED)
 
 
 def new_run_id() -> str:
@@ -68,12 +76,11 @@ class Runner:
         config: Config,
         graph: TaskGraph,
         executor: Executor,
+        options: RunOptions,
         *,
         concurrency: int,
-        continue_mode: ContinueMode,
         priorities: Mapping[str, float] | Callable[[], Mapping[str, float] | None] | None,
         cache: RunCache | None = None,
-        task_names: list[str] | None = None,
         settled: Collection[str] = (),
         services: ServicePool | None = None,
     ) -> None:
@@ -87,14 +94,14 @@ class Runner:
         self.services = services
         self.executor = executor
         self.concurrency = max(1, concurrency)
-        self.continue_mode = continue_mode
+        self.continue_mode = options.continue_mode
         self.cache = cache
         self._priorities = priorities
         self.run_info = RunInfo(
             run_id=new_run_id(),
             started_at=time.time(),
             tasks=[task.id for task in graph if task.id not in self.settled],
-            task_names=task_names or [],
+            task_names=list(options.tasks),
             concurrency=self.concurrency,
         )
         self._start = time.monotonic()
@@ -108,7 +115,7 @@ class Runner:
         self._still_running: dict[str, Callable[[], TaskResult]] = {}
         """The result of each serving task if the run ended now (``vx watch`` keeps it up)."""
         self._stopping = False
-        env_mode = getattr(config.option, "env_mode", None) or config.settings.env_mode
+        env_mode = options.env_mode or config.settings.env_mode
         self._environments = TaskEnvironments(
             root=graph.workspace.root,
             global_env=graph.workspace.global_env,
@@ -162,9 +169,7 @@ class Runner:
         results = self.run_info.results
         for task in self.graph:
             if task.id not in results and task.id not in self.settled:
-                self._finish(
-                    TaskResult(task, TaskStatus.SKIPPED, 1, 0.0, cache={"status": "skipped"})
-                )
+                self._finish(TaskResult(task, TaskStatus.SKIPPED, 1, 0.0, cache=_SKIPPED))
         self.run_info.duration_ms = (time.monotonic() - start) * 1000
         self.run_info.exit_code = self._exit_code()
         hook.run_finish(self.run_info, self.config)
@@ -206,7 +211,7 @@ class Runner:
                         TaskStatus.SUCCESS,
                         0,
                         0.0,
-                        cache={"status": "disabled"},
+                        cache=_DISABLED,
                         start_ms=start_ms,
                         slot=0,
                     )
@@ -406,12 +411,10 @@ class Runner:
                 task, status, code, elapsed, bytes(output), cache_details, attempts, start_ms, slot
             )
 
-        cache_details: dict[str, object] = {
-            "status": "disabled" if not task.definition.cache else "miss"
-        }
+        cache_details = _MISS if task.definition.cache else _DISABLED
         command = task.command
         if command is None:
-            cache_details = {"status": "disabled"}
+            cache_details = _DISABLED
             return result(TaskStatus.SUCCESS, 0)
         attempts = 0
         try:
@@ -442,7 +445,9 @@ class Runner:
         if self.cache is not None and task.definition.cache:
             # A failure is never cached: the entry holds the passing attempt's log.
             passing = bytes(output[attempt_start:])
-            await self.cache.save(task, replace(done, output=passing))
+            # Stopped while archiving: the task still passed, it is just not cached.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.cache.save(task, replace(done, output=passing))
         return done
 
     async def _serve(

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from vx.caching import CacheStatus
 from vx.execution import TaskResult
 from vx.graph import Task
 
@@ -174,5 +176,7 @@ def log_tail(output: bytes | bytearray, lines: int = 5) -> str:
 def persistent_state(result: TaskResult, state: str) -> TaskResult:
     """Mark the result of a persistent task: never cached, ``cache.persistent`` says how it
     ended (``stopped``, ``running``, ``failed``, ``cancelled``)."""
-    result.cache = {**result.cache, "status": "disabled", "persistent": state}
+    result.cache = dataclasses.replace(
+        result.cache, status=CacheStatus.DISABLED, persistent=state
+    )
     return result

@@ -15,7 +15,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from vx.planning import parse_concurrency
+from vx.runoptions import parse_concurrency
 
 __all__ = ["CoreSettings", "ProjectSettings", "ReadySettings", "TaskSettings", "parse_duration"]
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import vx
 from vx.execution import TaskStatus
+from vx.fileio import atomic_write
 
 if TYPE_CHECKING:
     from vx.cli import Parser
@@ -51,7 +51,7 @@ def summary_document(run: RunInfo) -> dict[str, Any]:
                 "start_ms": None if result.start_ms is None else round(result.start_ms, 3),
                 "slot": result.slot,
                 "attempts": result.attempts,
-                "cache": result.cache,
+                "cache": result.cache.as_dict(),
                 "hash": result.task.hash,
                 "command": result.task.command,
                 "dependencies": list(result.task.dependencies),
@@ -82,8 +82,5 @@ def vx_run_finish(run: RunInfo, config: Config) -> None:
         if target == ""
         else (config.invocation_dir / target)
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(summary_document(run), indent=2) + "\n")
-    os.replace(temporary, path)
+    atomic_write(path, json.dumps(summary_document(run), indent=2) + "\n", best_effort=False)
     run.summary_path = Path(path)

@@ -8,13 +8,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import vx
+from vx.caching import CacheStatus
 from vx.execution import TaskStatus
 
 if TYPE_CHECKING:
+    from vx.caching import CacheResult
     from vx.cli import Parser
     from vx.config import Config
     from vx.execution import RunInfo, TaskResult
@@ -151,9 +152,9 @@ class TerminalReporter:
             self.out.flush()
 
     @vx.hookimpl
-    def vx_task_cache(self, task: Task, status: str, details: Mapping[str, object]) -> None:
-        key = str(details.get("key") or "")[:16]
-        if status == "hit":
+    def vx_task_cache(self, task: Task, status: CacheStatus, details: CacheResult) -> None:
+        key = (details.key or "")[:16]
+        if status == CacheStatus.HIT:
             self._replaying.add(task.id)
             if self.output_logs == "full" and not self.grouped:
                 self._line(task, self._paint(f"cache hit, replaying logs {key}", "2"))

@@ -1,4 +1,5 @@
-"""pytest plugin for testing vx plugins and workspaces (entry point ``pytest11``).
+"""pytest plugin for testing vx plugins and workspaces (entry point ``pytest11``; needs the
+``testing`` extra: ``pip install 'vx-build[testing]'``).
 
 Fixtures:
 
@@ -7,6 +8,13 @@ Fixtures:
     writes the files (dicts are written as TOML) under a fresh temporary directory and
     returns a :class:`VxWorkspace`, whose ``run(*args)`` runs vx in-process and
     ``run_subprocess(*args)`` runs it as a child process, both returning a :class:`RunResult`.
+
+In-process runs are isolated like pytester's: ``sys.path`` is restored after each run, and
+modules imported from the workspace or from a ``sys.path`` entry added during the run
+(workspace-local plugins) are forgotten, so the next run imports them afresh.
+
+Output is checked line by line with :meth:`RunResult.fnmatch_lines` (or a
+:class:`LineMatcher` over any text), like pytester's ``fnmatch_lines``.
 """
 
 from __future__ import annotations
@@ -17,16 +25,69 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NoReturn
 
-import pytest
+try:
+    import pytest
+except ImportError:
+    raise ImportError(
+        "vx.testing needs pytest, which vx-build does not install by default; "
+        "fix: pip install 'vx-build[testing]'"
+    ) from None
 
-__all__ = ["RunResult", "VxWorkspace", "snapshot_tree", "vx_workspace", "write_files"]
+__all__ = [
+    "LineMatcher",
+    "RunResult",
+    "VxWorkspace",
+    "isolated_imports",
+    "snapshot_tree",
+    "vx_workspace",
+    "write_files",
+]
 
 Files = Mapping[str, "str | bytes | Mapping[str, Any]"]
+
+
+class LineMatcher:
+    """Glob-style assertions on the lines of a text (``fnmatch``: ``*``, ``?``, ``[seq]``)."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+
+    def fnmatch_lines(self, patterns: Sequence[str], *, consecutive: bool = False) -> None:
+        """Each pattern matches a line, in order (later lines than the previous match;
+        with ``consecutive``, the very next line). Raises AssertionError showing what
+        matched and the lines searched."""
+        from fnmatch import fnmatchcase
+
+        log: list[str] = []
+        position = 0
+        for index, pattern in enumerate(patterns):
+            follows = consecutive and index > 0
+            candidates = self.lines[position : position + 1] if follows else self.lines[position:]
+            for offset, line in enumerate(candidates):
+                if fnmatchcase(line, pattern):
+                    log.append(f"matched:  {pattern!r}\n    with: {line!r}")
+                    position += offset + 1
+                    break
+            else:
+                problem = "the next line does not match" if follows else "no line matches"
+                self._fail(log, f"{problem} {pattern!r}", position)
+
+    def no_fnmatch_line(self, pattern: str) -> None:
+        """No line matches ``pattern``."""
+        from fnmatch import fnmatchcase
+
+        for line in self.lines:
+            if fnmatchcase(line, pattern):
+                raise AssertionError(f"line {line!r} matches {pattern!r}")
+
+    def _fail(self, log: list[str], problem: str, position: int) -> NoReturn:
+        remaining = "\n".join(f"    {line!r}" for line in self.lines[position:]) or "    (none)"
+        raise AssertionError("\n".join([*log, problem, "lines searched:", remaining]))
 
 
 @dataclass
@@ -44,6 +105,22 @@ class RunResult:
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
+
+    def fnmatch_lines(
+        self,
+        patterns: Sequence[str],
+        *,
+        stream: Literal["output", "stdout", "stderr"] = "output",
+        consecutive: bool = False,
+    ) -> None:
+        """:meth:`LineMatcher.fnmatch_lines` on ``stream`` (default: stdout then stderr)."""
+        LineMatcher(getattr(self, stream)).fnmatch_lines(patterns, consecutive=consecutive)
+
+    def no_fnmatch_line(
+        self, pattern: str, *, stream: Literal["output", "stdout", "stderr"] = "output"
+    ) -> None:
+        """:meth:`LineMatcher.no_fnmatch_line` on ``stream``."""
+        LineMatcher(getattr(self, stream)).no_fnmatch_line(pattern)
 
     @property
     def outcomes(self) -> dict[str, str]:
@@ -134,6 +211,7 @@ class VxWorkspace:
         argv, summary = self._args(args)
         stdout, stderr = io.StringIO(), io.StringIO()
         with (
+            isolated_imports(self.path),
             _patched_environ(env),
             contextlib.redirect_stdout(stdout),
             contextlib.redirect_stderr(stderr),
@@ -173,6 +251,25 @@ class VxWorkspace:
             stderr=subprocess.PIPE,
             text=True,
         )
+
+
+@contextlib.contextmanager
+def isolated_imports(*roots: Path) -> Iterator[None]:
+    """Restore ``sys.path`` on exit, and forget the modules imported meanwhile from under
+    ``roots`` or from a ``sys.path`` entry added meanwhile. Modules imported from elsewhere
+    (vx itself, libraries) stay, so classes keep their identity across runs."""
+    path = list(sys.path)
+    before = set(sys.modules)
+    try:
+        yield
+    finally:
+        added = [entry for entry in sys.path if entry not in path]
+        places = tuple(os.path.realpath(p) + os.sep for p in [*map(str, roots), *added] if p)
+        for name in set(sys.modules) - before:
+            file = getattr(sys.modules[name], "__file__", None)
+            if file and os.path.realpath(file).startswith(places):
+                del sys.modules[name]
+        sys.path[:] = path
 
 
 @contextlib.contextmanager

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from vx.fileio import atomic_write
+
 __all__ = ["cached_toml", "file_identity", "user_cache_dir"]
 
 
@@ -42,10 +44,7 @@ def cached_toml(path: Path, parse: Any) -> dict[str, Any]:
     data = parse(path)
     try:
         blob = marshal.dumps((key, data))
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        temporary = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
-        temporary.write_bytes(blob)
-        os.replace(temporary, entry)
-    except (OSError, ValueError):
-        pass
+    except ValueError:  # a value marshal cannot hold
+        return dict(data)
+    atomic_write(entry, blob)
     return dict(data)

@@ -8,6 +8,7 @@ list are unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import copyreg
 import os
 import pickle
@@ -15,11 +16,12 @@ import sys
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import blake3
 
 from vx._version import __version__
+from vx.fileio import atomic_write
 from vx.usercache import file_identity
 from vx.workspace import Workspace
 
@@ -112,18 +114,16 @@ class WorkspaceCache:
             "signature": self.signature,
             "stats": [(str(p), file_identity(p)) for p in watched],
         }
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            with open(temporary, "wb") as handle:
-                pickle.dump(header, handle, protocol=pickle.HIGHEST_PROTOCOL)
-                pickler = pickle.Pickler(handle, protocol=pickle.HIGHEST_PROTOCOL)
-                pickler.dispatch_table = {**copyreg.dispatch_table, type(self.path): _reduce_path}
-                # What decides validity is in the header; the loaded workspace needs no copy.
-                pickler.dump((replace(workspace, config_files=(), watch_dirs=()), settings))
-            os.replace(temporary, self.path)
-        except (OSError, pickle.PicklingError, TypeError, AttributeError):
-            return
+
+        def write(handle: BinaryIO) -> None:
+            pickle.dump(header, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            pickler = pickle.Pickler(handle, protocol=pickle.HIGHEST_PROTOCOL)
+            pickler.dispatch_table = {**copyreg.dispatch_table, type(self.path): _reduce_path}
+            # What decides validity is in the header; the loaded workspace needs no copy.
+            pickler.dump((replace(workspace, config_files=(), watch_dirs=()), settings))
+
+        with contextlib.suppress(pickle.PicklingError, TypeError, AttributeError):
+            atomic_write(self.path, write)
 
 
 _UNREADABLE = (

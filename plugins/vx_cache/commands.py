@@ -72,8 +72,7 @@ def _prune(config: Config, store: LocalCache) -> int:
         raise UsageError(f"vx cache prune: {exc}") from None
     if max_size is None and max_age is None:
         settings = config.section("cache")
-        max_size = parse_size(settings.max_size) if settings.max_size is not None else None
-        max_age = parse_age(settings.max_age) if settings.max_age is not None else None
+        max_size, max_age = settings.max_size, settings.max_age
     if max_size is None and max_age is None:
         raise UsageError(
             "vx cache prune: give --max-size and/or --max-age "

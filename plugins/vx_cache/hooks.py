@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import vx
+from vx import CacheSource, CacheStatus
 
 if TYPE_CHECKING:
     import argparse
 
     from pydantic import BaseModel
 
-    from vx import CacheLayer, Config, RunInfo
+    from vx import CacheLayer, CommandRegistry, Config, RunInfo
     from vx_cache.store import LocalCache
 
-_STASH = "cache.local"
+#: The run's local store, created on first use.
+_STORE: vx.StashKey[LocalCache] = vx.StashKey()
 
 
 @vx.hookimpl
@@ -35,12 +37,12 @@ def cache_dir(config: Config) -> Path:
 
 def local_cache(config: Config) -> LocalCache:
     """The run's :class:`LocalCache` (one per invocation)."""
-    store = config.stash.get(_STASH)
+    store = config.stash.get(_STORE)
     if store is None:
         from vx_cache.store import LocalCache
 
         store = LocalCache(cache_dir(config))
-        config.stash[_STASH] = store
+        config.stash[_STORE] = store
     return store
 
 
@@ -52,37 +54,32 @@ def vx_cache_layers(config: Config) -> list[CacheLayer]:
 @vx.hookimpl
 def vx_run_finish(run: RunInfo, config: Config) -> None:
     """Record hit statistics, then prune when ``max_size`` / ``max_age`` are configured."""
-    store = config.stash.get(_STASH)
+    store = config.stash.get(_STORE)
     if store is None:
         return
     hits = remote = misses = 0
     for result in run.results.values():
-        status = result.cache.get("status")
-        if status == "hit":
+        status = result.cache.status
+        if status == CacheStatus.HIT:
             hits += 1
-            remote += result.cache.get("source") == "remote"
-        elif status == "miss":
+            remote += result.cache.source == CacheSource.REMOTE
+        elif status == CacheStatus.MISS:
             misses += 1
     store.record_run(run.run_id, hits, remote, misses)
     settings = config.section("cache")
     if settings.max_size is not None or settings.max_age is not None:
-        from vx_cache.settings import parse_age, parse_size
-
-        store.prune(
-            parse_size(settings.max_size) if settings.max_size is not None else None,
-            parse_age(settings.max_age) if settings.max_age is not None else None,
-        )
+        store.prune(settings.max_size, settings.max_age)
 
 
 @vx.hookimpl
 def vx_unconfigure(config: Config) -> None:
-    store = config.stash.pop(_STASH, None)
+    store = config.stash.pop(_STORE)
     if store is not None:
         store.close()
 
 
 @vx.hookimpl
-def vx_add_commands(registry: Any) -> None:
+def vx_add_commands(registry: CommandRegistry) -> None:
     registry.add(
         "cache",
         help="inspect and maintain the local cache (stats, prune, clear)",

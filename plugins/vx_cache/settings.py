@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+T = TypeVar("T")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB)?\s*$", re.IGNORECASE)
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
@@ -28,28 +32,25 @@ def parse_age(value: str | int) -> float:
     return float(match.group(1)) * _AGE_UNITS[(match.group(2) or "s").lower()]
 
 
+def _optional(parse: Callable[[str | int], T]) -> Callable[[Any], T | None]:
+    """``parse`` as a pydantic before-validator that lets None through."""
+
+    def validate(value: Any) -> T | None:
+        return None if value is None else parse(value)
+
+    return validate
+
+
 class CacheSettings(BaseModel):
-    """Where the local cache lives and how big it may grow."""
+    """Where the local cache lives and how big it may grow; sizes and ages are parsed once,
+    here (a bad value is a configuration error naming the key)."""
 
     model_config = ConfigDict(extra="forbid")
 
     dir: str | None = None
     """Cache directory; relative paths are relative to the workspace root (default .vx/cache)."""
-    max_size: str | int | None = None
-    """Prune least-recently-used entries after each run beyond this size (e.g. "5GB")."""
-    max_age: str | int | None = None
-    """Prune entries not used for this long after each run (e.g. "7d")."""
-
-    @field_validator("max_size")
-    @classmethod
-    def _size(cls, value: str | int | None) -> str | int | None:
-        if value is not None:
-            parse_size(value)
-        return value
-
-    @field_validator("max_age")
-    @classmethod
-    def _age(cls, value: str | int | None) -> str | int | None:
-        if value is not None:
-            parse_age(value)
-        return value
+    max_size: Annotated[int | None, BeforeValidator(_optional(parse_size))] = None
+    """Prune least-recently-used entries after each run beyond this size, in bytes (written
+    like "5GB")."""
+    max_age: Annotated[float | None, BeforeValidator(_optional(parse_age))] = None
+    """Prune entries not used for this long after each run, in seconds (written like "7d")."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import blake3
 import zstandard
 
-from vx import CACHEDIR_TAG_SIGNATURE, Artifact, ArtifactInfo, CorruptArtifactError
+from vx import CACHEDIR_TAG_SIGNATURE, Artifact, ArtifactInfo, CacheLayer, CorruptArtifactError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -76,8 +76,8 @@ class Entry:
     accessed_at: float
 
 
-class LocalCache:
-    """``CacheLayer`` named ``local``: ``<dir>/artifacts/<ab>/<key>.<digest>.tar.zst``.
+class LocalCache(CacheLayer):
+    """The cache layer named ``local``: ``<dir>/artifacts/<ab>/<key>.<digest>.tar.zst``.
 
     Writes are atomic (temp file, rename, then the index row; the last writer wins, so
     ``--force`` replaces an entry), so a crash leaves a whole entry or none, and concurrent
@@ -86,8 +86,7 @@ class LocalCache:
     """
 
     name = "local"
-    readable = True
-    writable = True
+    local = True
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory

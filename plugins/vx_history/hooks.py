@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import vx
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from pydantic import BaseModel
 
-    from vx import Config, RunInfo, TaskGraph
+    from vx import CommandRegistry, Config, RunInfo, TaskGraph
 
 
 @vx.hookimpl
@@ -48,7 +48,8 @@ def vx_task_priorities(graph: TaskGraph, config: Config) -> Mapping[str, float] 
     return None if costs is None else critical_path_priorities(graph, costs)
 
 
-_LINES = "history.lines"
+#: The slow and flaky lines of this run, printed after the terminal summary.
+_LINES: vx.StashKey[list[tuple[str, str]]] = vx.StashKey()
 
 
 @vx.hookimpl
@@ -65,7 +66,7 @@ def vx_run_finish(run: RunInfo, config: Config) -> None:
 @vx.hookimpl
 def vx_unconfigure(config: Config) -> None:
     """Print the slow and flaky lines under the terminal's run summary."""
-    lines: list[tuple[str, str]] = config.stash.pop(_LINES, [])
+    lines = config.stash.pop(_LINES, [])
     if lines and config.pluginmanager.get_plugin("terminalreporter") is not None:
         for label, line in lines:
             sys.stdout.write(f" {label + ':':<9} {line}\n")
@@ -73,7 +74,7 @@ def vx_unconfigure(config: Config) -> None:
 
 
 @vx.hookimpl
-def vx_add_commands(registry: Any) -> None:
+def vx_add_commands(registry: CommandRegistry) -> None:
     registry.add(
         "history",
         help="recent runs, and per-task durations, success and cache hit rates, flakiness",

@@ -92,15 +92,15 @@ def run_record(run: RunInfo, root: Path, args: list[str]) -> RunRecord:
 
 def task_record(run: RunInfo, result: TaskResult) -> TaskRecord:
     cache = result.cache
-    key = cache.get("key") or result.task.hash
+    key = cache.key or result.task.hash
     start = result.start_ms
     return TaskRecord(
         run_id=run.run_id,
         task_id=result.task.id,
         key=str(key) if key else None,
         status=str(result.status),
-        cache_status=cache.get("status"),
-        cache_source=cache.get("source"),
+        cache_status=cache.status.value,
+        cache_source=cache.source.value if cache.source is not None else None,
         exit_code=result.exit_code,
         duration_ms=result.duration_ms,
         attempts=result.attempts,

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import vx
 
 if TYPE_CHECKING:
     import argparse
 
-    from vx import Config
+    from vx import CommandRegistry, Config
 
 
 @vx.hookimpl
-def vx_add_commands(registry: Any) -> None:
+def vx_add_commands(registry: CommandRegistry) -> None:
     registry.add(
         "init",
         help="propose a [tool.vx] configuration from what the repository already declares",

@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from vx import Artifact
+from vx import Artifact, CacheLayer
 
 if TYPE_CHECKING:
     import httpx
@@ -41,8 +41,8 @@ def redact(url: str) -> str:
         return "<invalid URL>"
 
 
-class RemoteCache:
-    """``CacheLayer`` named ``remote``. Never raises anything but :class:`RemoteCacheError`.
+class RemoteCache(CacheLayer):
+    """The cache layer named ``remote``. Never raises anything but :class:`RemoteCacheError`.
 
     After a 401/403, or once the server proved unreachable or failing (connection errors,
     timeouts, truncated responses or 5xx after the retries), every later call fails at once

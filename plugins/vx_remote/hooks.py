@@ -11,8 +11,10 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from vx import CacheLayer, Config
+    from vx_remote.client import RemoteCache
 
-_STASH = "remote.layer"
+#: The run's remote layer, when one is configured.
+_LAYER: vx.StashKey[RemoteCache] = vx.StashKey()
 
 
 @vx.hookimpl
@@ -69,12 +71,12 @@ def vx_cache_layers(config: Config) -> list[CacheLayer]:
         upload_timeout=settings.upload_timeout,
         signature_key=key,
     )
-    config.stash[_STASH] = layer
+    config.stash[_LAYER] = layer
     return [layer]
 
 
 @vx.hookimpl
 def vx_unconfigure(config: Config) -> None:
-    layer = config.stash.pop(_STASH, None)
+    layer = config.stash.pop(_LAYER)
     if layer is not None:
         layer.close()

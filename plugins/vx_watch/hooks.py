@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import vx
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from vx import Config
+    from vx import CommandRegistry, Config, Parser
 
 
 @vx.hookimpl
-def vx_add_commands(registry: Any) -> None:
+def vx_add_commands(registry: CommandRegistry) -> None:
     registry.add(
         "watch",
         help="run tasks, then re-run those that changes affect (takes vx run's options)",
@@ -23,7 +23,7 @@ def vx_add_commands(registry: Any) -> None:
 
 
 @vx.hookimpl
-def vx_addoption(parser: Any) -> None:
+def vx_addoption(parser: Parser) -> None:
     parser.add_option(
         "--interrupt",
         action="store_true",
@@ -68,6 +68,9 @@ def watch_command(config: Config) -> int:
         except ValueError as exc:
             raise vx.UsageError(f"--debounce: {exc}") from None
     session = WatchSession(
-        config, list(config.option.tasks), debounce=debounce, interrupt=config.option.interrupt
+        config,
+        vx.run_options(config.option),
+        debounce=debounce,
+        interrupt=config.option.interrupt,
     )
     return asyncio.run(session.main())

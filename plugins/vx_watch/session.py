@@ -11,7 +11,7 @@ import vx
 from vx_watch.watcher import ChangeFilter, ChangeSet, WorkspaceWatcher
 
 if TYPE_CHECKING:
-    from vx import Config, RunInfo, Runner, TaskGraph, TaskResult
+    from vx import Config, RunInfo, Runner, RunOptions, TaskGraph, TaskResult
 
 __all__ = ["WatchSession"]
 
@@ -40,10 +40,10 @@ class WatchSession:
     """
 
     def __init__(
-        self, config: Config, task_names: list[str], *, debounce: float, interrupt: bool
+        self, config: Config, options: RunOptions, *, debounce: float, interrupt: bool
     ) -> None:
         self.config = config
-        self.task_names = task_names
+        self.options = options
         self.interrupt_runs = interrupt
         root = config.require_root()
         settings = config.section("watch")
@@ -153,7 +153,7 @@ class WatchSession:
             self.config,
             graph,
             cache,
-            task_names=self.task_names,
+            self.options,
             settled=settled,
             services=self.services,
         )
@@ -183,7 +183,7 @@ class WatchSession:
                 if self.needs_reload:
                     say("configuration reloaded")
             self.planned_once = True
-            graph, cache = vx.plan_run(self.config, self.task_names)
+            graph, cache = vx.plan_run(self.config, self.options)
         except vx.VxError as exc:
             self.needs_reload = True
             say(f"error: {exc}")

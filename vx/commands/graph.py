@@ -8,8 +8,9 @@ import sys
 from typing import TYPE_CHECKING
 
 import vx
-from vx.commands.run import add_selection_options
+from vx.commands.run import add_selection_options, selection_filters
 from vx.planning import plan
+from vx.runoptions import RunOptions
 
 if TYPE_CHECKING:
     from vx.cli import CommandRegistry, Parser
@@ -42,7 +43,8 @@ def vx_addoption(parser: Parser) -> None:
 
 
 def graph_command(config: Config) -> int:
-    graph = plan(config, list(config.option.tasks))
+    options = RunOptions(tasks=tuple(config.option.tasks), filters=selection_filters(config.option))
+    graph = plan(config, options)
     render = {"text": _text, "dot": _dot, "mermaid": _mermaid, "json": _json}
     sys.stdout.write(render[config.option.format](graph))
     return 0

@@ -8,13 +8,17 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import vx
+from vx.errors import UsageError
 from vx.execution import ContinueMode
 
 if TYPE_CHECKING:
+    import argparse
+
     from vx.cache import TaskCache
     from vx.cli import CommandRegistry, Parser
     from vx.config import Config
     from vx.graph import Task, TaskGraph
+    from vx.runoptions import RunOptions
 
 
 @vx.hookimpl
@@ -103,20 +107,53 @@ def add_selection_options(parser: Parser, command: str) -> None:
     )
 
 
+def selection_filters(option: argparse.Namespace) -> tuple[str, ...]:
+    """The project selectors of ``--filter``, ``--affected`` and ``--base``."""
+    filters = list(option.filter or [])
+    if option.affected:
+        filters.append(f"...[{option.base or 'origin/main'}]")
+    elif option.base:
+        raise UsageError("--base only applies together with --affected")
+    return tuple(filters)
+
+
+def run_options(option: argparse.Namespace) -> RunOptions:
+    """Parse the ``vx run`` command line once; the kernel only sees the result."""
+    from vx.runoptions import RunOptions, parse_cache_spec, parse_concurrency
+
+    concurrency = None
+    if option.concurrency is not None:
+        try:
+            concurrency = parse_concurrency(option.concurrency)
+        except ValueError as exc:
+            raise UsageError(f"-j/--concurrency: {exc}") from None
+    return RunOptions(
+        tasks=tuple(option.tasks),
+        filters=selection_filters(option),
+        concurrency=concurrency,
+        continue_mode=ContinueMode(option.continue_mode),
+        dry=option.dry,
+        force=option.force,
+        cache=parse_cache_spec(option.cache) if option.cache else None,
+        env_mode=option.env_mode,
+    )
+
+
 def run_command(config: Config) -> int:
     from vx.cache import create_cache
-    from vx.planning import plan
+    from vx.planning import plan, resolve_concurrency
 
-    graph = plan(config, list(config.option.tasks))
+    options = run_options(config.option)
+    graph = plan(config, options)
     if not len(graph):
         sys.stderr.write("vx: no tasks to run (the filters selected no project)\n")
-        if config.option.dry == "json":
+        if options.dry == "json":
             sys.stdout.write(json.dumps({"tasks": []}) + "\n")
         return 0
-    cache = create_cache(config, graph)
-    if config.option.dry:
-        return _dry_run(config, graph, cache)
-    runner = vx.create_runner(config, graph, cache, task_names=list(config.option.tasks))
+    cache = create_cache(config, graph, options)
+    if options.dry:
+        return _dry_run(options, graph, cache, resolve_concurrency(config, options))
+    runner = vx.create_runner(config, graph, cache, options)
     run = runner.run()
     assert run.exit_code is not None
     return run.exit_code
@@ -127,10 +164,8 @@ def describe_command(task: Task) -> str | None:
     return shlex.join(command) if isinstance(command, list) else command
 
 
-def dry_run_document(config: Config, graph: TaskGraph, cache: TaskCache) -> dict[str, Any]:
+def dry_run_document(graph: TaskGraph, cache: TaskCache, concurrency: int) -> dict[str, Any]:
     """The ``--dry=json`` document."""
-    from vx.planning import resolve_concurrency
-
     tasks = []
     for task in graph:
         entry: dict[str, Any] = {
@@ -154,14 +189,14 @@ def dry_run_document(config: Config, graph: TaskGraph, cache: TaskCache) -> dict
     return {
         "version": vx.__version__,
         "workspace": str(graph.workspace.root),
-        "concurrency": resolve_concurrency(config),
+        "concurrency": concurrency,
         "tasks": tasks,
     }
 
 
-def _dry_run(config: Config, graph: TaskGraph, cache: TaskCache) -> int:
-    document = dry_run_document(config, graph, cache)
-    if config.option.dry == "json":
+def _dry_run(options: RunOptions, graph: TaskGraph, cache: TaskCache, concurrency: int) -> int:
+    document = dry_run_document(graph, cache, concurrency)
+    if options.dry == "json":
         # Compact: the document is for tools (pipe it through `jq` to read it), and the
         # C encoder is several times faster than indented output on large workspaces.
         sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")

@@ -31,22 +31,28 @@ def vx_addoption(parser: Parser) -> None:
 def why(config: Config) -> int:
     from vx.cache import create_cache
     from vx.planning import plan
+    from vx.runoptions import RunOptions
 
     spec: str = config.option.task
     project, sep, name = spec.partition("#")
     if not sep or not project or not name:
         raise UsageError(f"vx why {spec!r}: expected PROJECT#TASK, e.g. acme-api#build")
     task_id = f"{normalize_name(project)}#{name}"
-    graph = plan(config, [spec])
-    cache = create_cache(config, graph)
+    options = RunOptions(tasks=(spec,))
+    graph = plan(config, options)
+    cache = create_cache(config, graph, options)
     task = graph[task_id]
-    source = cache.probe(task)
-    changes = [] if source else cache.reason(task)
+    found = cache.lookup(task)
+    source = found.layer
+    if found.changes is not None:
+        changes = list(found.changes)
+    else:
+        changes = [] if source else cache.reason(task)
     if config.option.json:
         document = {
             "id": task_id,
             "hash": task.hash,
-            "status": "hit" if source else ("disabled" if not task.definition.cache else "miss"),
+            "status": found.status,
             "source": source,
             "changes": changes,
         }

@@ -14,6 +14,8 @@ from typing import Any
 
 from vx_hello import hooks
 
+import vx
+
 WORKSPACE: dict[str, Any] = {
     "pyproject.toml": {"tool": {"vx": {"members": ["packages/*"]}}},
     "packages/app/pyproject.toml": {
@@ -105,6 +107,7 @@ def test_greeting_is_part_of_the_cache_key(vx_workspace):
 
 def test_hash_component_hook():
     # Hooks are plain functions: unit-test them directly where a run would be overkill.
-    config: Any = SimpleNamespace(stash={"hello.greeting": "hoi"})
+    config: Any = SimpleNamespace(stash=vx.Stash())
+    assert hooks.vx_task_hash_components(task=None, config=config) is None
+    config.stash[hooks.GREETING] = "hoi"
     assert hooks.vx_task_hash_components(task=None, config=config) == {"hello.greeting": "hoi"}
-    assert hooks.vx_task_hash_components(task=None, config=SimpleNamespace(stash={})) is None

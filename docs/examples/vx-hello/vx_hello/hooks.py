@@ -20,13 +20,14 @@ if TYPE_CHECKING:
 
     from pydantic import BaseModel
 
-    from vx import CommandSpec, Config, RunInfo, Task, TaskResult
-    from vx.cli import Parser
+    from vx import CommandSpec, Config, Parser, RunInfo, Task, TaskResult
 
 #: The plugin's one name: entry point, ``-p no:hello``, ``[tool.vx.hello]``, ``VX_HELLO__*``.
 NAME = "hello"
-#: Key of the effective greeting in ``config.stash`` (prefixed with the plugin's name).
-GREETING = f"{NAME}.greeting"
+#: The effective greeting of this run, in ``config.stash``.
+GREETING = vx.StashKey[str]()
+#: Name of the greeting's cache-key component (prefixed with the plugin's name).
+COMPONENT = f"{NAME}.greeting"
 #: Where the observer writes its report, relative to the workspace root.
 REPORT = ".vx/hello.json"
 
@@ -74,7 +75,7 @@ def vx_configure(config: Config) -> None:
 def vx_task_hash_components(task: Task, config: Config) -> Mapping[str, str] | None:
     """Tasks can read the greeting (``HELLO_GREETING``), so it is part of every cache key."""
     greeting = config.stash.get(GREETING)
-    return {GREETING: greeting} if greeting is not None else None
+    return {COMPONENT: greeting} if greeting is not None else None
 
 
 @vx.hookimpl
