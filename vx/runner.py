@@ -91,6 +91,8 @@ class Runner:
         self._start = time.monotonic()
         self._free_slots = list(range(self.concurrency))
         self._running: dict[str, asyncio.Task[TaskResult]] = {}
+        self._commands: dict[str, asyncio.Task[int]] = {}
+        """The command phase of each running task: the only thing fail-fast cancels."""
         self._stopping = False
         env_mode = getattr(config.option, "env_mode", None) or config.settings.env_mode
         self._environments = TaskEnvironments(
@@ -203,6 +205,7 @@ class Runner:
             if task.id not in results
         }
         ready: list[tuple[float, int, str]] = []
+        slots: dict[str, int] = {}
 
         def push(id: str) -> None:
             heapq.heappush(ready, (-priorities.get(id, 0.0), order[id], id))
@@ -213,14 +216,15 @@ class Runner:
         while (ready and not self._stopping) or self._running:
             while ready and not self._stopping and len(self._running) < self.concurrency:
                 _, _, id = heapq.heappop(ready)
-                slot = heapq.heappop(self._free_slots)
+                slot = slots[id] = heapq.heappop(self._free_slots)
                 self._running[id] = asyncio.create_task(self._execute(self.graph[id], slot))
             done, _ = await asyncio.wait(
                 self._running.values(), return_when=asyncio.FIRST_COMPLETED
             )
             for completed in done:
-                result = completed.result()
-                del self._running[result.task.id]
+                id = next(i for i, running in self._running.items() if running is completed)
+                del self._running[id]
+                result = self._outcome(self.graph[id], completed, slots.pop(id))
                 assert result.slot is not None
                 heapq.heappush(self._free_slots, result.slot)
                 self._finish(result)
@@ -234,11 +238,24 @@ class Runner:
                         if waiting[dependent] == 0:
                             push(dependent)
 
+    @staticmethod
+    def _outcome(task: Task, completed: asyncio.Task[TaskResult], slot: int) -> TaskResult:
+        """The result of a finished task coroutine. The scheduler never cancels these (see
+        :meth:`_stop`); should one end cancelled anyway, it is a cancelled task, not an error
+        that escapes the scheduler and loses the summary."""
+        if completed.cancelled():
+            return TaskResult(task, TaskStatus.CANCELLED, 128 + signal.SIGTERM, 0.0, slot=slot)
+        return completed.result()
+
     def _stop(self) -> None:
-        """Fail fast: start nothing more and cancel what is running."""
+        """Fail fast: start nothing more and cancel the commands that are running.
+
+        Only the command phase of a task (the executor's coroutine, see :meth:`_command`) is
+        ever cancelled: cache restores, saves and event hooks of a task that is past its
+        command run to completion, so a cancellation cannot land in them."""
         self._stopping = True
-        for running in self._running.values():
-            running.cancel()
+        for command in self._commands.values():
+            command.cancel()
 
     def _interrupt(self) -> None:
         self.run_info.interrupted = True
@@ -314,7 +331,7 @@ class Runner:
             while code != 0 and attempts <= self._retries(task):
                 attempts += 1
                 attempt_start = len(output)
-                code = await self.executor.execute(task, spec, on_output)
+                code = await self._command(task, spec, on_output)
         except asyncio.CancelledError:
             return result(TaskStatus.CANCELLED, 128 + signal.SIGTERM, attempts)
         if code != 0:
@@ -325,3 +342,17 @@ class Runner:
             passing = bytes(output[attempt_start:])
             await self.cache.save(task, replace(done, output=passing))
         return done
+
+    async def _command(self, task: Task, spec: CommandSpec, on_output: OutputCallback) -> int:
+        """Run the command as its own asyncio task, the one :meth:`_stop` may cancel; raises
+        CancelledError when it was cancelled (or the run stopped before it could start)."""
+        import asyncio
+
+        if self._stopping:
+            raise asyncio.CancelledError
+        command = asyncio.ensure_future(self.executor.execute(task, spec, on_output))
+        self._commands[task.id] = command
+        try:
+            return await command
+        finally:
+            del self._commands[task.id]
