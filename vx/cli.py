@@ -164,7 +164,13 @@ def _optional_values_need_equals(parser: Parser, args: list[str]) -> list[str]:
 def main(args: list[str]) -> int:
     debug = "--debug" in args
     try:
-        return _main(args)
+        code = _main(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (``vx graph | head``): normal use, not an error to report.
+        _silence_stdout()
+        return 1
     except VxError as exc:
         if debug:
             import traceback
@@ -185,6 +191,16 @@ def main(args: list[str]) -> int:
             "run again with --debug for the traceback and report it)"
         )
         return EXIT_INTERNAL
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's flush at exit does not fail again (the way the
+    Python documentation recommends handling EPIPE)."""
+    import contextlib
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _print_error(message: str) -> None:
