@@ -36,7 +36,8 @@ def _closed_early(ws: VxWorkspace, *args: str, read_lines: int) -> tuple[int, st
         stderr=subprocess.PIPE,
         env=os.environ.copy(),
     )
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     head = b"".join(process.stdout.readline() for _ in range(read_lines))
     process.stdout.close()
     stderr = process.stderr.read().decode()
@@ -68,7 +69,8 @@ def test_a_closed_pipe_exits_quietly(
 def test_a_run_whose_reader_goes_away_finishes_its_tasks(vx_workspace: Make) -> None:
     ws = _workspace(vx_workspace, projects=6)
     code, stderr, _ = _closed_early(ws, "run", "build", "-j", "2", read_lines=1)
-    assert "Traceback" not in stderr and "internal error" not in stderr, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "internal error" not in stderr, stderr
     assert code == 0, stderr
     for index in range(6):
         assert (ws.path / f"p/p{index}/out/done").read_text() == "built\n"
