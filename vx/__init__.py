@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from vx.execution import CommandSpec, Executor, RunInfo, TaskResult, TaskStatus
     from vx.graph import Task, TaskGraph
     from vx.hashing import CACHEDIR_TAG_SIGNATURE
+    from vx.statedir import make_cache_dir
     from vx.workspace import Project, TaskDefinition, Workspace
 
     hookimpl: HookimplMarker
@@ -47,6 +48,7 @@ __all__ = [
     "Workspace",
     "__version__",
     "hookimpl",
+    "make_cache_dir",
     "warning",
 ]
 
@@ -71,6 +73,7 @@ _LAZY = {
     "UsageError": "vx.errors",
     "VxError": "vx.errors",
     "Workspace": "vx.workspace",
+    "make_cache_dir": "vx.statedir",
     "warning": "vx._log",
 }
 

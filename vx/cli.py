@@ -279,9 +279,11 @@ def _main(args: list[str]) -> int:
         config.require_root()
     pm.hooks.configure(config)
     try:
-        return command.handler(config)
+        code = command.handler(config)
     finally:
         pm.hooks.unconfigure(config)
+    config.save_state()
+    return code
 
 
 def _string_list(table: dict[str, Any], key: str, file: str) -> list[str]:

@@ -158,6 +158,7 @@ class Config:
         """Free-form storage for plugins; prefix keys with your plugin name."""
         self.args: list[str] = []
         """The command-line arguments as given (without the program name)."""
+        self._unsaved: tuple[Workspace, Any] | None = None
 
     @property
     def hook(self) -> HookRelay:
@@ -245,5 +246,12 @@ class Config:
             raise ConfigError("no plugin could load the workspace", file=str(self.root_file))
         from vx.workspace_cache import freeze_settings
 
-        self._workspace_cache.save(workspace, freeze_settings(self.settings))
+        self._unsaved = (workspace, freeze_settings(self.settings))
         return workspace
+
+    def save_state(self) -> None:
+        """Write the validated workspace to its cache; called once the command has completed
+        (a command that fails on bad input leaves no ``.vx/`` behind)."""
+        unsaved, self._unsaved = self._unsaved, None
+        if unsaved is not None:
+            self._workspace_cache.save(*unsaved)

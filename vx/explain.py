@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from vx.statedir import make_dirs
+
 __all__ = ["ManifestStore", "explain"]
 
 
@@ -64,7 +66,7 @@ def _write(path: Path, text: str) -> None:
         try:
             path.write_text(text)
         except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(path.parent)
             path.write_text(text)
     except OSError:
         pass
@@ -72,7 +74,7 @@ def _write(path: Path, text: str) -> None:
 
 def _write_atomic(path: Path, text: str) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(path.parent)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         temporary.write_text(text)
         os.replace(temporary, path)

@@ -24,6 +24,7 @@ import blake3
 from vx.environment import resolve_env_names
 from vx.errors import ConfigError
 from vx.globs import GlobSet, globs
+from vx.statedir import make_dirs
 
 if TYPE_CHECKING:
     from pathspec import GitIgnoreSpec
@@ -170,7 +171,7 @@ class FileHasher:
         if self.cache_file is None or not self._dirty:
             return
         try:
-            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.cache_file.parent)
             temporary = self.cache_file.with_name(f".{self.cache_file.name}.{os.getpid()}.tmp")
             temporary.write_bytes(marshal.dumps(self._cache))
             os.replace(temporary, self.cache_file)

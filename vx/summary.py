@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import vx
 from vx.execution import TaskStatus
+from vx.statedir import make_dirs
 
 if TYPE_CHECKING:
     from vx.cli import Parser
@@ -82,7 +83,7 @@ def vx_run_finish(run: RunInfo, config: Config) -> None:
         if target == ""
         else (config.invocation_dir / target)
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(summary_document(run), indent=2) + "\n")
     os.replace(temporary, path)

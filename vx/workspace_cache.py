@@ -20,6 +20,7 @@ from typing import Any
 import blake3
 
 from vx._version import __version__
+from vx.statedir import make_dirs
 from vx.usercache import file_identity
 from vx.workspace import Workspace
 
@@ -113,7 +114,7 @@ class WorkspaceCache:
             "stats": [(str(p), file_identity(p)) for p in watched],
         }
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.path.parent)
             temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
             with open(temporary, "wb") as handle:
                 pickle.dump(header, handle, protocol=pickle.HIGHEST_PROTOCOL)
