@@ -8,6 +8,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from vx.testing import VxWorkspace
 
 Make = Callable[[dict[str, Any]], VxWorkspace]
@@ -20,14 +22,14 @@ def _files(seed: int) -> dict[str, Any]:
     files: dict[str, Any] = {"pyproject.toml": '[tool.vx]\nmembers = ["p/*"]\n'}
     failing = rng.randrange(PROJECTS)
     for index in range(PROJECTS):
-        # Each task writes a lot of output and an output file; its timing is random, so the
-        # failure lands while others start, stream, finish, or store their results.
+        # Each task writes a lot of output and a large output file (slow to store); timings
+        # are random, so the failure lands while others start, stream, finish or store.
         delay = rng.choice(["0", "0.01", "0.02", "0.05"])
         lines = rng.choice([10, 2000, 20000])
         script = (
             f"sleep {delay}; i=0; while [ $i -lt {lines // 200} ]; do "
             "yes 'a line of task output to stress the reporter' | head -n 200; "
-            "i=$((i+1)); done; mkdir -p out && echo done > out/result"
+            "i=$((i+1)); done; mkdir -p out && head -c 3000000 /dev/urandom > out/result"
         )
         if index == failing:
             script = f"sleep {rng.choice(['0', '0.01', '0.03'])}; echo failing; exit 3"
@@ -38,10 +40,11 @@ def _files(seed: int) -> dict[str, Any]:
     return files
 
 
+@pytest.mark.slow
 def test_fail_fast_always_ends_with_a_summary_and_the_failing_exit_code(
     vx_workspace: Make,
 ) -> None:
-    for seed in range(24):
+    for seed in range(40):
         ws = vx_workspace(_files(seed))
         for attempt in range(2):  # the second run restores the successful tasks' results
             result = ws.run("run", "build", "-j", "3", "--output-logs=errors-only")
