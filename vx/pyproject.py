@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import vx
 from vx.config import format_validation_error, read_toml, tool_vx
-from vx.errors import ConfigError, did_you_mean
+from vx.errors import ConfigError, CycleError, did_you_mean
 from vx.workspace import ROOT_PROJECT, Project, TaskDefinition, Workspace, normalize_name
 
 if TYPE_CHECKING:
@@ -42,8 +43,10 @@ def vx_load_workspace(root: Path, config: Config) -> Workspace:
         by_name[name] = (directory, data)
 
     projects: dict[str, Project] = {}
+    edges: dict[tuple[str, str], tuple[str, str]] = {}
     for name, (directory, data) in by_name.items():
-        projects[name] = _project(root, directory, data, name, by_name, settings)
+        projects[name] = _project(root, directory, data, name, by_name, settings, edges)
+    _check_project_cycles(projects, edges)
     watch_dirs = _watch_dirs(root, settings.members)
     config_files = (root_file, *(d / "pyproject.toml" for d, _ in loaded if d != root))
     return Workspace(
@@ -143,7 +146,10 @@ def _project(
     name: str,
     by_name: dict[str, Any],
     settings: CoreSettings,
+    edges: dict[tuple[str, str], tuple[str, str]],
 ) -> Project:
+    """The project declared in ``directory``; records where each of its edges was declared
+    in ``edges`` (``(project, dependency) -> (file, key)``)."""
     from pydantic import ValidationError
 
     from vx.settings import ROOT_ONLY_KEYS, ProjectSettings
@@ -170,10 +176,14 @@ def _project(
     dependencies: dict[str, None] = {}
     project_table = data.get("project")
     declared = project_table.get("dependencies", []) if isinstance(project_table, dict) else []
-    for requirement in declared if isinstance(declared, list) else []:
+    for index, requirement in enumerate(declared if isinstance(declared, list) else []):
         match = _REQUIREMENT_NAME.match(requirement) if isinstance(requirement, str) else None
         if match and normalize_name(match.group(1)) in by_name:
             dependencies[normalize_name(match.group(1))] = None
+            edges[name, normalize_name(match.group(1))] = (
+                str(file),
+                f"project.dependencies[{index}]",
+            )
     for index, other in enumerate(project_settings.depends_on):
         key = normalize_name(other)
         if key not in by_name:
@@ -183,6 +193,7 @@ def _project(
                 key=f"tool.vx.depends_on[{index}]",
             )
         dependencies[key] = None
+        edges[name, key] = (str(file), f"tool.vx.depends_on[{index}]")
     dependencies.pop(name, None)
 
     defaults = settings.defaults.tasks
@@ -198,6 +209,30 @@ def _project(
         relpath="." if is_root else directory.relative_to(root).as_posix(),
         dependencies=tuple(dependencies),
         tasks=tasks,
+    )
+
+
+def _check_project_cycles(
+    projects: dict[str, Project], edges: dict[tuple[str, str], tuple[str, str]]
+) -> None:
+    """A cycle between projects is an error of the workspace (whatever tasks are run), blamed
+    on an edge the user declared: a ``[tool.vx] depends_on`` entry when one is in the cycle."""
+    from vx.graph import find_cycle
+
+    cycle = find_cycle({name: project.dependencies for name, project in projects.items()})
+    if cycle is None:
+        return
+    pairs = list(itertools.pairwise(cycle))
+    links = [edges[pair] for pair in pairs]
+    blamed = next((link for link in links if link[1].startswith("tool.vx.")), links[0])
+    declared = "; ".join(
+        f"{a} -> {b} ({key} in {file})" for (a, b), (file, key) in zip(pairs, links, strict=True)
+    )
+    raise CycleError(
+        f"project dependency cycle: {' -> '.join(cycle)}; declared as: {declared}; "
+        "remove one of these edges",
+        file=blamed[0],
+        key=blamed[1],
     )
 
 
@@ -228,4 +263,7 @@ def _task_definition(
         cache=merged.cache,
         cwd=merged.cwd,
         retries=merged.retries,
+        depends_on_template="depends_on" not in own.model_fields_set
+        and default is not None
+        and "depends_on" in default.model_fields_set,
     )

@@ -36,6 +36,9 @@ class TaskDefinition:
     retries: int | None = None
     """Extra attempts after a failure; None: the workspace default (``[tool.vx] retries``).
     Not part of the cache key."""
+    depends_on_template: bool = False
+    """Whether ``depends_on`` comes from the root's ``[tool.vx.defaults.tasks]`` template
+    (error messages then name that file and key)."""
 
 
 @dataclass(frozen=True, slots=True)
