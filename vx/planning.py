@@ -48,10 +48,25 @@ def plan(config: Config, task_names: list[str]) -> TaskGraph:
         task_names = sorted({t for name in projects for t in workspace.projects[name].tasks})
     if not projects:
         return TaskGraph(workspace, {})
+    _check_templates_opted_into(config, task_names)
     graph = build_task_graph(workspace, task_names, projects)
     config.hook.modify_graph(graph, config)
     graph.check_acyclic()
     return TaskGraph(workspace, {task.id: task for task in graph.topological_order()})
+
+
+def _check_templates_opted_into(config: Config, task_names: list[str]) -> None:
+    """A task no project has, but a template defines: say how to opt in."""
+    templates = config.settings.defaults.tasks
+    projects = config.workspace.projects.values()
+    for name in task_names:
+        if name in templates and not any(name in project.tasks for project in projects):
+            raise UsageError(
+                f"no project has a task named '{name}', but {config.root_file} has the template "
+                f"[tool.vx.defaults.tasks.{name}]: templates apply only where they are enabled; "
+                f'add projects = ["*"] (or project-name globs) to the template, or declare '
+                f"[tool.vx.tasks.{name}] in a project's pyproject.toml"
+            )
 
 
 def resolve_concurrency(config: Config) -> int:

@@ -157,7 +157,11 @@ def _project(
     file = directory / "pyproject.toml"
     is_root = directory == root
     if is_root:
-        project_settings = ProjectSettings(depends_on=settings.depends_on, tasks=settings.tasks)
+        project_settings = ProjectSettings(
+            depends_on=settings.depends_on,
+            tasks=settings.tasks,
+            skip_templates=settings.skip_templates,
+        )
     else:
         table = tool_vx(data) or {}
         for key in table:
@@ -197,12 +201,32 @@ def _project(
     dependencies.pop(name, None)
 
     defaults = settings.defaults.tasks
+    root_file = root / "pyproject.toml"
     tasks = {
-        task: _task_definition(
-            task, task_settings, defaults.get(task), file, root / "pyproject.toml"
-        )
+        task: _task_definition(task, task_settings, defaults.get(task), file, root_file)
         for task, task_settings in project_settings.tasks.items()
     }
+    for index, skipped in enumerate(project_settings.skip_templates):
+        where = {"file": str(file), "key": f"tool.vx.skip_templates[{index}]"}
+        if skipped not in defaults:
+            raise ConfigError(
+                f"no template [tool.vx.defaults.tasks.{skipped}] in {root_file}"
+                f"{did_you_mean(skipped, defaults)}",
+                **where,
+            )
+        if skipped in tasks:
+            raise ConfigError(
+                f"'{skipped}' is skipped and declared ([tool.vx.tasks.{skipped}]) in the same "
+                "file; remove one of them",
+                **where,
+            )
+    for task, template in defaults.items():
+        if task in tasks or task in project_settings.skip_templates:
+            continue
+        if _template_applies(template.projects, name):
+            tasks[task] = _task_definition(
+                task, type(template)(), template, root_file, root_file, inherited=True
+            )
     return Project(
         name=name,
         path=directory,
@@ -236,15 +260,46 @@ def _check_project_cycles(
     )
 
 
+def _template_applies(patterns: list[str] | None, project: str) -> bool:
+    """Whether a template's ``projects`` globs select ``project`` (the root project ``//``
+    only when named literally)."""
+    import fnmatch
+
+    if not patterns:
+        return False
+    include = [p for p in patterns if not p.startswith("!")]
+    exclude = [p[1:] for p in patterns if p.startswith("!")]
+    if project == ROOT_PROJECT:
+        return ROOT_PROJECT in include and ROOT_PROJECT not in exclude
+    return any(fnmatch.fnmatchcase(project, p) for p in include) and not any(
+        fnmatch.fnmatchcase(project, p) for p in exclude
+    )
+
+
 def _task_definition(
-    name: str, own: TaskSettings, default: TaskSettings | None, file: Path, root_file: Path
+    name: str,
+    own: TaskSettings,
+    default: TaskSettings | None,
+    file: Path,
+    root_file: Path,
+    *,
+    inherited: bool = False,
 ) -> TaskDefinition:
     values: dict[str, Any] = {}
     if default is not None:
-        values.update({key: getattr(default, key) for key in default.model_fields_set})
+        values.update(
+            {key: getattr(default, key) for key in default.model_fields_set if key != "projects"}
+        )
     values.update({key: getattr(own, key) for key in own.model_fields_set})
     merged = type(own)(**values)
     if merged.cmd is None and not merged.depends_on:
+        if inherited:
+            raise ConfigError(
+                f"template '{name}' applies to projects (projects = [...]) but has no cmd and "
+                "no depends_on; set cmd",
+                file=str(root_file),
+                key=f"tool.vx.defaults.tasks.{name}",
+            )
         raise ConfigError(
             f"task '{name}' has no cmd and no depends_on; set cmd here, or add "
             f"[tool.vx.defaults.tasks.{name}] with a cmd to {root_file}",
