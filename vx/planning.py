@@ -6,14 +6,17 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from vx.errors import ConfigError, UsageError
+from vx.errors import ConfigError, UsageError, did_you_mean
 from vx.filters import select_projects
 from vx.graph import TaskGraph, build_task_graph
 
 if TYPE_CHECKING:
     from vx.config import Config
 
-__all__ = ["parse_concurrency", "plan", "resolve_concurrency"]
+__all__ = ["SCOPE_STASH", "inferred_scope", "parse_concurrency", "plan", "resolve_concurrency"]
+
+#: ``config.stash`` key: the project a run was scoped to from the current directory.
+SCOPE_STASH = "vx.inferred_scope"
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
@@ -43,6 +46,9 @@ def plan(config: Config, task_names: list[str]) -> TaskGraph:
         filters.append(f"...[{config.option.base or 'origin/main'}]")
     elif getattr(config.option, "base", None):
         raise UsageError("--base only applies together with --affected")
+    scope = None if filters else _infer_scope(config, task_names)
+    if scope is not None:
+        filters = [scope]
     projects = select_projects(workspace, filters, config.invocation_dir)
     if not task_names:
         task_names = sorted({t for name in projects for t in workspace.projects[name].tasks})
@@ -53,6 +59,32 @@ def plan(config: Config, task_names: list[str]) -> TaskGraph:
     config.hook.modify_graph(graph, config)
     graph.check_acyclic()
     return TaskGraph(workspace, {task.id: task for task in graph.topological_order()})
+
+
+def inferred_scope(config: Config) -> str | None:
+    """The project ``plan`` scoped the command to (started inside its directory, with no
+    ``--filter``/``--affected``), if any."""
+    scope: str | None = config.stash.get(SCOPE_STASH)
+    return scope
+
+
+def _infer_scope(config: Config, task_names: list[str]) -> str | None:
+    """Like Turborepo: started inside a member project's directory, a command covers that
+    project (and what its tasks depend on); ``-F '*'`` covers the whole workspace."""
+    workspace = config.workspace
+    project = workspace.project_for_path(config.invocation_dir)
+    if project is None or project.path == workspace.root:
+        return None
+    for name in task_names:
+        if "#" not in name and name not in project.tasks:
+            raise UsageError(
+                f"project '{project.name}' (inferred from the current directory "
+                f"{config.invocation_dir}) has no task '{name}'"
+                f"{did_you_mean(name, project.tasks)}; pass -F '*' to run it across the "
+                "workspace, or run from the workspace root"
+            )
+    config.stash[SCOPE_STASH] = project.name
+    return project.name
 
 
 def _check_templates_opted_into(config: Config, task_names: list[str]) -> None:

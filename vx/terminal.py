@@ -148,6 +148,11 @@ class TerminalReporter:
                     "2",
                 )
             )
+            from vx.planning import inferred_scope
+
+            scope = inferred_scope(config)
+            if scope is not None:
+                self.out.write(self._paint(scope_note(scope) + "\n", "2"))
             self.out.flush()
 
     @vx.hookimpl
@@ -259,6 +264,11 @@ class TerminalReporter:
         if run.summary_path is not None:
             out.write(f" Summary:  {_display_path(run.summary_path)}\n")
         out.flush()
+
+
+def scope_note(project: str) -> str:
+    """The header line of a command scoped to the project it was started in."""
+    return f"• scope: {project} (inferred from the current directory; -F '*' for the workspace)"
 
 
 def _seconds(ms: float) -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import vx
 from vx.commands.run import add_selection_options
-from vx.planning import plan
+from vx.planning import inferred_scope, plan
 
 if TYPE_CHECKING:
     from vx.cli import CommandRegistry, Parser
@@ -43,6 +43,11 @@ def vx_addoption(parser: Parser) -> None:
 
 def graph_command(config: Config) -> int:
     graph = plan(config, list(config.option.tasks))
+    scope = inferred_scope(config)
+    if scope is not None and config.option.format == "text":
+        from vx.terminal import scope_note
+
+        sys.stderr.write(scope_note(scope) + "\n")
     render = {"text": _text, "dot": _dot, "mermaid": _mermaid, "json": _json}
     sys.stdout.write(render[config.option.format](graph))
     return 0

@@ -175,8 +175,14 @@ def _dry_run(config: Config, graph: TaskGraph, cache: TaskCache) -> int:
         # C encoder is several times faster than indented output on large workspaces.
         sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
         return 0
+    from vx.planning import inferred_scope
+    from vx.terminal import scope_note
+
     out = sys.stdout
     out.write(f"Plan: {len(graph)} task(s), concurrency {document['concurrency']}\n")
+    scope = inferred_scope(config)
+    if scope is not None:
+        out.write(scope_note(scope) + "\n")
     for entry in document["tasks"]:
         out.write(f"\n{entry['id']}\n")
         out.write(f"  command      {entry['command'] or '(none: groups its dependencies)'}\n")
