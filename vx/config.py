@@ -237,6 +237,15 @@ class Config:
 
     @cached_property
     def workspace(self) -> Workspace:
+        workspace = self._load_workspace()
+        if workspace.warnings:
+            from vx import _log
+
+            for warning in workspace.warnings:
+                _log.warning(warning)
+        return workspace
+
+    def _load_workspace(self) -> Workspace:
         cached = self._cached
         if cached is not None:
             return cached[0]

@@ -42,13 +42,18 @@ def vx_load_workspace(root: Path, config: Config) -> Workspace:
             )
         by_name[name] = (directory, data)
 
+    locked, warnings, lock_file = _dynamic_dependencies(root, by_name)
     projects: dict[str, Project] = {}
     edges: dict[tuple[str, str], tuple[str, str]] = {}
     for name, (directory, data) in by_name.items():
-        projects[name] = _project(root, directory, data, name, by_name, settings, edges)
+        projects[name] = _project(
+            root, directory, data, name, by_name, settings, edges, locked.get(name, ())
+        )
     _check_project_cycles(projects, edges)
     watch_dirs = _watch_dirs(root, settings.members)
     config_files = (root_file, *(d / "pyproject.toml" for d, _ in loaded if d != root))
+    if lock_file is not None:  # its stat (or its appearance) invalidates the cached workspace
+        config_files = (*config_files, lock_file)
     return Workspace(
         root=root,
         projects=projects,
@@ -57,7 +62,58 @@ def vx_load_workspace(root: Path, config: Config) -> Workspace:
         # A ``**`` members glob cannot be watched cheaply: such workspaces are not cached.
         config_files=config_files if watch_dirs is not None else (),
         watch_dirs=watch_dirs or (),
+        warnings=tuple(warnings),
     )
+
+
+def _has_dynamic_dependencies(data: dict[str, Any]) -> bool:
+    project = data.get("project")
+    dynamic = project.get("dynamic") if isinstance(project, dict) else None
+    return isinstance(dynamic, list) and "dependencies" in dynamic
+
+
+def _dynamic_dependencies(
+    root: Path, by_name: dict[str, tuple[Path, dict[str, Any]]]
+) -> tuple[dict[str, tuple[str, ...]], list[str], Path | None]:
+    """Edges of projects with dynamic dependencies, from ``uv.lock``: ``(edges by project,
+    warnings, the lock file to watch or None when no project is dynamic)``."""
+    from vx.uvlock import LOCK_FILE, LockError, read_lock
+
+    dynamic = [name for name, (_, data) in by_name.items() if _has_dynamic_dependencies(data)]
+    if not dynamic:
+        return {}, [], None
+    lock_file = root / LOCK_FILE
+    warnings: list[str] = []
+    members = None
+    unreadable = False
+    if lock_file.is_file():
+        try:
+            members = read_lock(lock_file)
+        except LockError as exc:
+            unreadable = True
+            warnings.append(
+                f"{lock_file}: {exc}; the workspace edges of projects with dynamic dependencies "
+                f"({', '.join(dynamic)}) are unknown (run `uv lock` to rewrite it)"
+            )
+    edges: dict[str, tuple[str, ...]] = {}
+    for name in dynamic:
+        directory, data = by_name[name]
+        file = directory / "pyproject.toml"
+        member = members.get(name) if members is not None else None
+        if member is not None:
+            edges[name] = tuple(d for d in member.dependencies if d in by_name and d != name)
+        elif members is not None:
+            warnings.append(
+                f"{lock_file} does not list project '{name}' ({file}), whose dependencies are "
+                "dynamic: its workspace edges are unknown (the lock is stale; run `uv lock`)"
+            )
+        elif not unreadable and not (tool_vx(data) or {}).get("depends_on"):
+            warnings.append(
+                f"{file}: project '{name}' declares dynamic dependencies, so vx cannot see "
+                "which workspace projects it depends on; declare them in its [tool.vx] "
+                f"depends_on, or commit a {LOCK_FILE} (uv lock) at the workspace root"
+            )
+    return edges, warnings, lock_file
 
 
 def _listed_dirs(root: Path, glob: str) -> set[Path] | None:
@@ -147,9 +203,11 @@ def _project(
     by_name: dict[str, Any],
     settings: CoreSettings,
     edges: dict[tuple[str, str], tuple[str, str]],
+    locked: tuple[str, ...] = (),
 ) -> Project:
     """The project declared in ``directory``; records where each of its edges was declared
-    in ``edges`` (``(project, dependency) -> (file, key)``)."""
+    in ``edges`` (``(project, dependency) -> (file, key)``). ``locked``: its workspace
+    dependencies according to ``uv.lock`` (when its own are dynamic)."""
     from pydantic import ValidationError
 
     from vx.settings import ROOT_ONLY_KEYS, ProjectSettings
@@ -188,6 +246,9 @@ def _project(
                 str(file),
                 f"project.dependencies[{index}]",
             )
+    for other in locked:
+        dependencies[other] = None
+        edges[name, other] = (str(root / "uv.lock"), f"[[package]] '{name}' dependencies")
     for index, other in enumerate(project_settings.depends_on):
         key = normalize_name(other)
         if key not in by_name:

@@ -74,6 +74,9 @@ class Workspace:
     of them changes); empty means "do not cache"."""
     watch_dirs: tuple[Path, ...] = ()
     """Directories whose listing decided the members (a new project invalidates the cache)."""
+    warnings: tuple[str, ...] = ()
+    """Problems that do not stop a run but leave the graph incomplete (shown by every command
+    that loads the workspace, cached or not)."""
 
     def project_for_path(self, path: Path) -> Project | None:
         """Return the innermost project containing ``path``, if any."""
