@@ -72,9 +72,18 @@ def _infer_scope(config: Config, task_names: list[str]) -> str | None:
     """Like Turborepo: started inside a member project's directory, a command covers that
     project (and what its tasks depend on); ``-F '*'`` covers the whole workspace."""
     workspace = config.workspace
-    project = workspace.project_for_path(config.invocation_dir)
-    if project is None or project.path == workspace.root:
+    root, here = str(workspace.root), str(config.invocation_dir)
+    if not here.startswith(root + os.sep):
+        return None  # the root itself, or outside the workspace: no scope
+    # The innermost project containing ``here``, by its relative path (O(depth), not
+    # O(projects): this runs on every warm run).
+    by_relpath = {project.relpath: project for project in workspace.projects.values()}
+    relative = here[len(root) + 1 :].replace(os.sep, "/")
+    while relative and relative not in by_relpath:
+        relative = relative.rpartition("/")[0]
+    if not relative:
         return None
+    project = by_relpath[relative]
     for name in task_names:
         if "#" not in name and name not in project.tasks:
             raise UsageError(
