@@ -109,6 +109,7 @@ def run_command(config: Config) -> int:
     from vx.runner import Runner
 
     graph = plan(config, list(config.option.tasks))
+    config.save_state()  # the input is valid: the workspace cache (and .vx/) may be written
     if not len(graph):
         sys.stderr.write("vx: no tasks to run (the filters selected no project)\n")
         if config.option.dry == "json":
