@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from vx.runoptions import LayerAccess, RunOptions
     from vx.services import ServicePool
     from vx.stash import Stash, StashKey
+    from vx.statedir import make_cache_dir
     from vx.workspace import Project, TaskDefinition, Workspace
 
     hookimpl: HookimplMarker
@@ -99,6 +100,7 @@ __all__ = [
     "__version__",
     "create_runner",
     "hookimpl",
+    "make_cache_dir",
     "plan_run",
     "run_options",
     "warning",
@@ -141,6 +143,7 @@ _LAZY = {
     "VxError": "vx.errors",
     "VxPluginManager": "vx.plugin_manager",
     "Workspace": "vx.workspace",
+    "make_cache_dir": "vx.statedir",
     "warning": "vx._log",
     "create_runner": "vx.api",
     "plan_run": "vx.api",

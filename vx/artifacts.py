@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 from vx.globs import GlobSet
 from vx.keys import CACHE_FORMAT
 from vx.outputs import Restored, file_digest, output_files, output_globs, outputs_current
+from vx.statedir import make_dirs
 
 if TYPE_CHECKING:
     from vx.graph import Task
@@ -180,7 +181,7 @@ class _Staging:
     @property
     def path(self) -> Path:
         if self._path is None:
-            self.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.parent)
             self._path = Path(tempfile.mkdtemp(prefix="restore-", dir=self.parent))
         return self._path
 

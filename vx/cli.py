@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from vx._version import __version__
 from vx.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, PluginError, UsageError, VxError
@@ -70,7 +71,7 @@ class Parser:
         self._options.append((command, flags, kwargs))
 
     def build(self) -> argparse.ArgumentParser:
-        main = argparse.ArgumentParser(
+        main = _ArgumentParser(
             prog="vx",
             description="vx: a plugin-first build system and task runner for Python monorepos.",
             epilog="Exit codes: 0 success; highest task exit code when a task fails; "
@@ -106,6 +107,58 @@ class Parser:
         if unknown:
             raise PluginError(f"options were added to unknown command(s): {', '.join(unknown)}")
         return main
+
+
+#: Turborepo flags a new user types, and what vx spells instead.
+_TURBO_FLAGS = {
+    "--graph": "vx prints the task graph with `vx graph [TASK...]`",
+    "--summary": "did you mean '--summarize'?",
+    "--scope": "select projects with -F/--filter NAME",
+    "--filters": "did you mean '--filter'?",
+    "--parallel": "set the concurrency with -j/--concurrency N",
+    "--cwd": "run from another directory with vx -C DIR",
+    "--cache-dir": "set VX_CACHE_DIR=DIR or [tool.vx.cache] dir",
+    "--no-cache": "read but do not write the cache with --cache=local:r,remote:r",
+    "--remote-only": "use only the remote cache with --cache=remote:rw",
+    "--since": "select changed projects with --affected --base REV",
+    "--only": "run one task without its dependencies' tasks with PROJECT#TASK",
+    "--daemon": "vx has no daemon (its start-up caches need none); drop the flag",
+    "--no-daemon": "vx has no daemon; drop the flag",
+}
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse with hints for unknown options: a close spelling, or the vx equivalent of a
+    Turborepo flag."""
+
+    def error(self, message: str) -> NoReturn:
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            hints = [self._hint(word) for word in message[len(prefix) :].split()]
+            hints = [hint for hint in hints if hint]
+            if hints:
+                message += "\n  " + "\n  ".join(hints)
+        super().error(message)
+
+    def _hint(self, word: str) -> str:
+        if not word.startswith("-"):
+            return ""
+        flag = word.split("=", 1)[0]
+        for key in (word, flag):
+            if key in _TURBO_FLAGS:
+                return f"{word}: {_TURBO_FLAGS[key]}"
+        from vx.errors import did_you_mean
+
+        hint = did_you_mean(flag, self._known_flags()).strip().removeprefix("(").removesuffix(")")
+        return f"{word}: {hint}" if hint else ""
+
+    def _known_flags(self) -> list[str]:
+        flags = [flag for flag in self._option_string_actions if flag.startswith("--")]
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    flags += [f for f in sub._option_string_actions if f.startswith("--")]
+        return sorted(set(flags))
 
 
 def _global_options(parser: Parser) -> None:
@@ -172,10 +225,18 @@ def _optional_values_need_equals(parser: Parser, args: list[str]) -> list[str]:
     return [f"{a}={bare[a]}" if a in bare else a for a in args]
 
 
-def main(args: list[str]) -> int:
+def main(args: list[str], *, started: float | None = None) -> int:
+    """Run vx with ``args``; ``started``: ``time.monotonic()`` when the command started (the
+    ``Time:`` of ``vx run`` counts from there)."""
     debug = "--debug" in args
     try:
-        return _main(args)
+        code = _main(args, time.monotonic() if started is None else started)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (``vx graph | head``): normal use, not an error to report.
+        _silence_stdout()
+        return 1
     except VxError as exc:
         if debug:
             import traceback
@@ -198,12 +259,22 @@ def main(args: list[str]) -> int:
         return EXIT_INTERNAL
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's flush at exit does not fail again (the way the
+    Python documentation recommends handling EPIPE)."""
+    import contextlib
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def _print_error(message: str) -> None:
     sys.stdout.flush()
     sys.stderr.write(f"vx: error: {message}\n")
 
 
-def _main(args: list[str]) -> int:
+def _main(args: list[str], started: float) -> int:
     from vx import _log
     from vx.config import Config, find_workspace_root, tool_vx
     from vx.plugin_manager import VxPluginManager, env_plugin_list
@@ -270,13 +341,16 @@ def _main(args: list[str]) -> int:
         raise root_error
     config = Config(pm, option, invocation_dir, root, root_data)
     config.args = list(args)
+    config.started = started
     if command.needs_workspace:
         config.require_root()
     pm.hooks.configure(config)
     try:
-        return command.handler(config)
+        code = command.handler(config)
     finally:
         pm.hooks.unconfigure(config)
+    config.save_state()
+    return code
 
 
 def _string_list(table: dict[str, Any], key: str, file: str) -> list[str]:

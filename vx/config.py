@@ -159,6 +159,10 @@ class Config:
         """Per-run state of plugins, typed by :class:`~vx.StashKey` keys."""
         self.args: list[str] = []
         """The command-line arguments as given (without the program name)."""
+        self.started: float | None = None
+        """``time.monotonic()`` when the command started (set by the CLI; the terminal's
+        ``Time:`` is the wall time of the whole command)."""
+        self._unsaved: tuple[Workspace, Any] | None = None
 
     @property
     def hook(self) -> HookRelay:
@@ -251,6 +255,15 @@ class Config:
 
     @cached_property
     def workspace(self) -> Workspace:
+        workspace = self._load_workspace()
+        if workspace.warnings:
+            from vx import _log
+
+            for warning in workspace.warnings:
+                _log.warning(warning)
+        return workspace
+
+    def _load_workspace(self) -> Workspace:
         cached = self._cached
         if cached is not None:
             return cached[0]
@@ -260,5 +273,12 @@ class Config:
             raise ConfigError("no plugin could load the workspace", file=str(self.root_file))
         from vx.workspace_cache import freeze_settings
 
-        self._workspace_cache.save(workspace, freeze_settings(self.settings))
+        self._unsaved = (workspace, freeze_settings(self.settings))
         return workspace
+
+    def save_state(self) -> None:
+        """Write the validated workspace to its cache; called once the command has completed
+        (a command that fails on bad input leaves no ``.vx/`` behind)."""
+        unsaved, self._unsaved = self._unsaved, None
+        if unsaved is not None:
+            self._workspace_cache.save(*unsaved)

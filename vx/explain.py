@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from vx.fileio import atomic_write
+from vx.statedir import make_dirs
 
 __all__ = ["ManifestStore", "explain"]
 
@@ -65,7 +66,7 @@ def _write(path: Path, text: str) -> None:
         try:
             path.write_text(text)
         except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(path.parent)
             path.write_text(text)
     except OSError:
         pass

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from vx.statedir import make_dirs
+
 __all__ = ["atomic_write"]
 
 
@@ -21,7 +23,8 @@ def atomic_write(
     best_effort: bool = True,
 ) -> bool:
     """Write ``data`` (bytes, text, or a function writing to a binary handle) to ``path``,
-    creating its directory. Returns whether the file was written.
+    creating its directory (a ``.vx`` on the way is marked:
+    :mod:`vx.statedir`). Returns whether the file was written.
 
     ``best_effort`` (for derived data such as caches): an :class:`OSError` is swallowed and
     the call returns False. Exceptions raised by a writer function always propagate. The
@@ -32,7 +35,7 @@ def atomic_write(
         try:
             handle = open(temporary, "wb")  # noqa: SIM115 (closed below, before the replace)
         except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(path.parent)
             handle = open(temporary, "wb")  # noqa: SIM115
         with handle:
             if callable(data):

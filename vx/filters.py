@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vx.errors import UsageError, did_you_mean, some_names
-from vx.workspace import Workspace, normalize_name
+from vx.workspace import Project, Workspace, normalize_name
 
 __all__ = ["FilterSpec", "parse_filter", "select_projects"]
 
@@ -153,11 +153,29 @@ def _changed_projects(workspace: Workspace, revisions: str, text: str) -> set[st
         )
     paths = [toplevel / name for name in changed.split("\0") if name]
     globals_ = [root / pattern for pattern in workspace.global_inputs]
+    state = root / ".vx"
     projects: set[str] = set()
     for path in paths:
+        if state in path.parents:
+            continue  # vx's own state is never a source change
         if any(fnmatch.fnmatchcase(str(path), str(pattern)) for pattern in globals_):
             return set(workspace.projects)
         project = workspace.project_for_path(path.resolve() if path.exists() else path)
-        if project is not None:
+        if project is not None and not _is_output(project, path):
             projects.add(project.name)
     return projects
+
+
+def _is_output(project: Project, path: Path) -> bool:
+    """Whether ``path`` matches a declared ``outputs`` glob of one of the project's tasks
+    (a result of a previous run, not a source change)."""
+    from vx.globs import globs
+
+    outputs = tuple(o for task in project.tasks.values() for o in task.outputs)
+    if not outputs:
+        return False
+    try:
+        relative = path.relative_to(project.path).as_posix()
+    except ValueError:
+        relative = path.resolve().relative_to(project.path).as_posix()
+    return globs(outputs).match(relative)

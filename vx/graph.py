@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from vx.errors import ConfigError, CycleError, UsageError, did_you_mean, some_names
 from vx.workspace import Project, TaskDefinition, Workspace, normalize_name
 
-__all__ = ["Task", "TaskGraph", "build_task_graph", "task_id"]
+__all__ = ["Task", "TaskGraph", "build_task_graph", "depends_on_origin", "find_cycle", "task_id"]
 
 
 def task_id(project: str, task: str) -> str:
@@ -68,34 +68,14 @@ class TaskGraph:
             self.tasks[depends_on].dependents.append(task)
 
     def check_acyclic(self) -> None:
-        """Raise :class:`CycleError` naming the cycle ``a#b -> c#d -> a#b``."""
-        WHITE, GREY, BLACK = 0, 1, 2
-        color = dict.fromkeys(self.tasks, WHITE)
-        for start in self.tasks:
-            if color[start] != WHITE:
-                continue
-            stack: list[tuple[str, Iterator[str]]] = [(start, iter(self.tasks[start].dependencies))]
-            path = [start]
-            color[start] = GREY
-            while stack:
-                node, children = stack[-1]
-                child = next(children, None)
-                if child is None:
-                    color[node] = BLACK
-                    stack.pop()
-                    path.pop()
-                elif color[child] == GREY:
-                    cycle = [*path[path.index(child) :], child]
-                    first = self.tasks[cycle[0]]
-                    raise CycleError(
-                        "dependency cycle: " + " -> ".join(cycle),
-                        file=str(first.project.pyproject),
-                        key=f"tool.vx.tasks.{first.name}.depends_on",
-                    )
-                elif color[child] == WHITE:
-                    color[child] = GREY
-                    path.append(child)
-                    stack.append((child, iter(self.tasks[child].dependencies)))
+        """Raise :class:`CycleError` naming the cycle ``a#b -> c#d -> a#b``, and the file and
+        key where the first task's ``depends_on`` was written (its project's file, or the
+        root's ``[tool.vx.defaults]`` template it inherited it from)."""
+        cycle = find_cycle({id: task.dependencies for id, task in self.tasks.items()})
+        if cycle is not None:
+            first = self.tasks[cycle[0]]
+            file, key = depends_on_origin(first.project, first.definition)
+            raise CycleError("dependency cycle: " + " -> ".join(cycle), file=file, key=key)
 
     def topological_order(self) -> list[Task]:
         """Dependencies before dependents; ties keep declaration order."""
@@ -123,6 +103,47 @@ class TaskGraph:
                 seen.add(node)
                 stack.extend(self.tasks[node].dependents)
         return seen
+
+
+def find_cycle(edges: Mapping[str, Sequence[str]]) -> list[str] | None:
+    """One cycle ``[a, b, ..., a]`` of a directed graph given as adjacency lists, or None."""
+    WHITE, GREY, BLACK = 0, 1, 2
+    color = dict.fromkeys(edges, WHITE)
+    for start in edges:
+        if color[start] != WHITE:
+            continue
+        stack: list[tuple[str, Iterator[str]]] = [(start, iter(edges[start]))]
+        path = [start]
+        color[start] = GREY
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                color[node] = BLACK
+                stack.pop()
+                path.pop()
+            elif color[child] == GREY:
+                return [*path[path.index(child) :], child]
+            elif color[child] == WHITE:
+                color[child] = GREY
+                path.append(child)
+                stack.append((child, iter(edges[child])))
+    return None
+
+
+def depends_on_origin(project: Project, definition: TaskDefinition) -> tuple[str, str]:
+    """``(file, key)`` where the task's ``depends_on`` was written."""
+    if definition.depends_on_template:
+        root = project.path if project.relpath == "." else _root_of(project)
+        return str(root / "pyproject.toml"), f"tool.vx.defaults.tasks.{definition.name}.depends_on"
+    return str(project.pyproject), f"tool.vx.tasks.{definition.name}.depends_on"
+
+
+def _root_of(project: Project) -> Path:
+    path = project.path
+    for _ in PurePosixPath(project.relpath).parts:
+        path = path.parent
+    return path
 
 
 def build_task_graph(
@@ -167,6 +188,14 @@ def build_task_graph(
         definition = project.tasks[name]
         tasks[id] = Task(id=id, project=project, definition=definition)
         for index, spec in enumerate(definition.depends_on):
+            if spec.startswith("^") and spec[1:] not in all_task_names:
+                file, key = depends_on_origin(project, definition)
+                raise ConfigError(
+                    f"no project in the workspace has a task '{spec[1:]}'"
+                    f"{did_you_mean(spec[1:], all_task_names)}",
+                    file=file,
+                    key=f"{key}[{index}]",
+                )
             for dep_project in _resolve_dependency(workspace, project, name, index, spec):
                 dep_name = spec.rpartition("#")[2].removeprefix("^")
                 edges.append((id, task_id(dep_project.name, dep_name)))
@@ -199,7 +228,8 @@ def _resolve_dependency(
     workspace: Workspace, project: Project, task: str, index: int, spec: str
 ) -> list[Project]:
     """Projects whose task ``spec`` (``^t``, ``t`` or ``proj#t``) names."""
-    key = f"tool.vx.tasks.{task}.depends_on[{index}]"
+    file, key = depends_on_origin(project, project.tasks[task])
+    key = f"{key}[{index}]"
     if spec.startswith("^"):
         name = spec[1:]
         return _upstream_with_task(workspace, project, name)
@@ -209,14 +239,14 @@ def _resolve_dependency(
         if other_key not in workspace.projects:
             raise ConfigError(
                 f"unknown project '{other}'{did_you_mean(other_key, workspace.projects)}",
-                file=str(project.pyproject),
+                file=file,
                 key=key,
             )
         if name not in workspace.projects[other_key].tasks:
             tasks = workspace.projects[other_key].tasks
             raise ConfigError(
                 f"project '{other_key}' has no task '{name}'{did_you_mean(name, tasks)}",
-                file=str(project.pyproject),
+                file=file,
                 key=key,
             )
         return [workspace.projects[other_key]]
@@ -225,7 +255,7 @@ def _resolve_dependency(
             f"project '{project.name}' has no task '{spec}'{did_you_mean(spec, project.tasks)}"
             " (use '^name' for a task of the dependency projects, 'project#name' for another"
             " project's task)",
-            file=str(project.pyproject),
+            file=file,
             key=key,
         )
     return [project]

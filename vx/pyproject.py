@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import vx
 from vx.config import format_validation_error, read_toml, tool_vx
-from vx.errors import ConfigError, did_you_mean
+from vx.errors import ConfigError, CycleError, did_you_mean
 from vx.workspace import ROOT_PROJECT, Project, TaskDefinition, Workspace, normalize_name
 
 if TYPE_CHECKING:
@@ -41,11 +42,18 @@ def vx_load_workspace(root: Path, config: Config) -> Workspace:
             )
         by_name[name] = (directory, data)
 
+    locked, warnings, lock_file = _dynamic_dependencies(root, by_name)
     projects: dict[str, Project] = {}
+    edges: dict[tuple[str, str], tuple[str, str]] = {}
     for name, (directory, data) in by_name.items():
-        projects[name] = _project(root, directory, data, name, by_name, settings)
+        projects[name] = _project(
+            root, directory, data, name, by_name, settings, edges, locked.get(name, ())
+        )
+    _check_project_cycles(projects, edges)
     watch_dirs = _watch_dirs(root, settings.members)
     config_files = (root_file, *(d / "pyproject.toml" for d, _ in loaded if d != root))
+    if lock_file is not None:  # its stat (or its appearance) invalidates the cached workspace
+        config_files = (*config_files, lock_file)
     return Workspace(
         root=root,
         projects=projects,
@@ -54,7 +62,58 @@ def vx_load_workspace(root: Path, config: Config) -> Workspace:
         # A ``**`` members glob cannot be watched cheaply: such workspaces are not cached.
         config_files=config_files if watch_dirs is not None else (),
         watch_dirs=watch_dirs or (),
+        warnings=tuple(warnings),
     )
+
+
+def _has_dynamic_dependencies(data: dict[str, Any]) -> bool:
+    project = data.get("project")
+    dynamic = project.get("dynamic") if isinstance(project, dict) else None
+    return isinstance(dynamic, list) and "dependencies" in dynamic
+
+
+def _dynamic_dependencies(
+    root: Path, by_name: dict[str, tuple[Path, dict[str, Any]]]
+) -> tuple[dict[str, tuple[str, ...]], list[str], Path | None]:
+    """Edges of projects with dynamic dependencies, from ``uv.lock``: ``(edges by project,
+    warnings, the lock file to watch or None when no project is dynamic)``."""
+    from vx.uvlock import LOCK_FILE, LockError, read_lock
+
+    dynamic = [name for name, (_, data) in by_name.items() if _has_dynamic_dependencies(data)]
+    if not dynamic:
+        return {}, [], None
+    lock_file = root / LOCK_FILE
+    warnings: list[str] = []
+    members = None
+    unreadable = False
+    if lock_file.is_file():
+        try:
+            members = read_lock(lock_file)
+        except LockError as exc:
+            unreadable = True
+            warnings.append(
+                f"{lock_file}: {exc}; the workspace edges of projects with dynamic dependencies "
+                f"({', '.join(dynamic)}) are unknown (run `uv lock` to rewrite it)"
+            )
+    edges: dict[str, tuple[str, ...]] = {}
+    for name in dynamic:
+        directory, data = by_name[name]
+        file = directory / "pyproject.toml"
+        member = members.get(name) if members is not None else None
+        if member is not None:
+            edges[name] = tuple(d for d in member.dependencies if d in by_name and d != name)
+        elif members is not None:
+            warnings.append(
+                f"{lock_file} does not list project '{name}' ({file}), whose dependencies are "
+                "dynamic: its workspace edges are unknown (the lock is stale; run `uv lock`)"
+            )
+        elif not unreadable and not (tool_vx(data) or {}).get("depends_on"):
+            warnings.append(
+                f"{file}: project '{name}' declares dynamic dependencies, so vx cannot see "
+                "which workspace projects it depends on; declare them in its [tool.vx] "
+                f"depends_on, or commit a {LOCK_FILE} (uv lock) at the workspace root"
+            )
+    return edges, warnings, lock_file
 
 
 def _listed_dirs(root: Path, glob: str) -> set[Path] | None:
@@ -143,7 +202,12 @@ def _project(
     name: str,
     by_name: dict[str, Any],
     settings: CoreSettings,
+    edges: dict[tuple[str, str], tuple[str, str]],
+    locked: tuple[str, ...] = (),
 ) -> Project:
+    """The project declared in ``directory``; records where each of its edges was declared
+    in ``edges`` (``(project, dependency) -> (file, key)``). ``locked``: its workspace
+    dependencies according to ``uv.lock`` (when its own are dynamic)."""
     from pydantic import ValidationError
 
     from vx.settings import ROOT_ONLY_KEYS, ProjectSettings
@@ -151,7 +215,11 @@ def _project(
     file = directory / "pyproject.toml"
     is_root = directory == root
     if is_root:
-        project_settings = ProjectSettings(depends_on=settings.depends_on, tasks=settings.tasks)
+        project_settings = ProjectSettings(
+            depends_on=settings.depends_on,
+            tasks=settings.tasks,
+            skip_templates=settings.skip_templates,
+        )
     else:
         table = tool_vx(data) or {}
         for key in table:
@@ -170,10 +238,17 @@ def _project(
     dependencies: dict[str, None] = {}
     project_table = data.get("project")
     declared = project_table.get("dependencies", []) if isinstance(project_table, dict) else []
-    for requirement in declared if isinstance(declared, list) else []:
+    for index, requirement in enumerate(declared if isinstance(declared, list) else []):
         match = _REQUIREMENT_NAME.match(requirement) if isinstance(requirement, str) else None
         if match and normalize_name(match.group(1)) in by_name:
             dependencies[normalize_name(match.group(1))] = None
+            edges[name, normalize_name(match.group(1))] = (
+                str(file),
+                f"project.dependencies[{index}]",
+            )
+    for other in locked:
+        dependencies[other] = None
+        edges[name, other] = (str(root / "uv.lock"), f"[[package]] '{name}' dependencies")
     for index, other in enumerate(project_settings.depends_on):
         key = normalize_name(other)
         if key not in by_name:
@@ -183,15 +258,36 @@ def _project(
                 key=f"tool.vx.depends_on[{index}]",
             )
         dependencies[key] = None
+        edges[name, key] = (str(file), f"tool.vx.depends_on[{index}]")
     dependencies.pop(name, None)
 
     defaults = settings.defaults.tasks
+    root_file = root / "pyproject.toml"
     tasks = {
-        task: _task_definition(
-            task, task_settings, defaults.get(task), file, root / "pyproject.toml"
-        )
+        task: _task_definition(task, task_settings, defaults.get(task), file, root_file)
         for task, task_settings in project_settings.tasks.items()
     }
+    for index, skipped in enumerate(project_settings.skip_templates):
+        where = {"file": str(file), "key": f"tool.vx.skip_templates[{index}]"}
+        if skipped not in defaults:
+            raise ConfigError(
+                f"no template [tool.vx.defaults.tasks.{skipped}] in {root_file}"
+                f"{did_you_mean(skipped, defaults)}",
+                **where,
+            )
+        if skipped in tasks:
+            raise ConfigError(
+                f"'{skipped}' is skipped and declared ([tool.vx.tasks.{skipped}]) in the same "
+                "file; remove one of them",
+                **where,
+            )
+    for task, template in defaults.items():
+        if task in tasks or task in project_settings.skip_templates:
+            continue
+        if _template_applies(template.projects, name):
+            tasks[task] = _task_definition(
+                task, type(template)(), template, root_file, root_file, inherited=True
+            )
     return Project(
         name=name,
         path=directory,
@@ -201,15 +297,70 @@ def _project(
     )
 
 
+def _check_project_cycles(
+    projects: dict[str, Project], edges: dict[tuple[str, str], tuple[str, str]]
+) -> None:
+    """A cycle between projects is an error of the workspace (whatever tasks are run), blamed
+    on an edge the user declared: a ``[tool.vx] depends_on`` entry when one is in the cycle."""
+    from vx.graph import find_cycle
+
+    cycle = find_cycle({name: project.dependencies for name, project in projects.items()})
+    if cycle is None:
+        return
+    pairs = list(itertools.pairwise(cycle))
+    links = [edges[pair] for pair in pairs]
+    blamed = next((link for link in links if link[1].startswith("tool.vx.")), links[0])
+    declared = "; ".join(
+        f"{a} -> {b} ({key} in {file})" for (a, b), (file, key) in zip(pairs, links, strict=True)
+    )
+    raise CycleError(
+        f"project dependency cycle: {' -> '.join(cycle)}; declared as: {declared}; "
+        "remove one of these edges",
+        file=blamed[0],
+        key=blamed[1],
+    )
+
+
+def _template_applies(patterns: list[str] | None, project: str) -> bool:
+    """Whether a template's ``projects`` globs select ``project`` (the root project ``//``
+    only when named literally)."""
+    import fnmatch
+
+    if not patterns:
+        return False
+    include = [p for p in patterns if not p.startswith("!")]
+    exclude = [p[1:] for p in patterns if p.startswith("!")]
+    if project == ROOT_PROJECT:
+        return ROOT_PROJECT in include and ROOT_PROJECT not in exclude
+    return any(fnmatch.fnmatchcase(project, p) for p in include) and not any(
+        fnmatch.fnmatchcase(project, p) for p in exclude
+    )
+
+
 def _task_definition(
-    name: str, own: TaskSettings, default: TaskSettings | None, file: Path, root_file: Path
+    name: str,
+    own: TaskSettings,
+    default: TaskSettings | None,
+    file: Path,
+    root_file: Path,
+    *,
+    inherited: bool = False,
 ) -> TaskDefinition:
     values: dict[str, Any] = {}
     if default is not None:
-        values.update({key: getattr(default, key) for key in default.model_fields_set})
+        values.update(
+            {key: getattr(default, key) for key in default.model_fields_set if key != "projects"}
+        )
     values.update({key: getattr(own, key) for key in own.model_fields_set})
     merged = type(own)(**values)
     if merged.cmd is None and not merged.depends_on:
+        if inherited:
+            raise ConfigError(
+                f"template '{name}' applies to projects (projects = [...]) but has no cmd and "
+                "no depends_on; set cmd",
+                file=str(root_file),
+                key=f"tool.vx.defaults.tasks.{name}",
+            )
         raise ConfigError(
             f"task '{name}' has no cmd and no depends_on; set cmd here, or add "
             f"[tool.vx.defaults.tasks.{name}] with a cmd to {root_file}",
@@ -232,6 +383,9 @@ def _task_definition(
         persistent=merged.persistent,
         ready=merged.ready.probe() if merged.ready is not None else None,
         ready_timeout=merged.ready_timeout,
+        depends_on_template="depends_on" not in own.model_fields_set
+        and default is not None
+        and "depends_on" in default.model_fields_set,
     )
 
 

@@ -114,6 +114,8 @@ class Runner:
         self._services_done = False
         self._still_running: dict[str, Callable[[], TaskResult]] = {}
         """The result of each serving task if the run ended now (``vx watch`` keeps it up)."""
+        self._commands: dict[str, asyncio.Task[int]] = {}
+        """The command phase of each running task: the only thing fail-fast cancels."""
         self._stopping = False
         env_mode = options.env_mode or config.settings.env_mode
         self._environments = TaskEnvironments(
@@ -307,10 +309,15 @@ class Runner:
             for completed in done:
                 if completed is wakeup:
                     continue
-                result: TaskResult = completed.result()
-                self._running.pop(result.task.id, None)
-                self._serving.pop(result.task.id, None)
-                free_slot(result.task.id)
+                id, finished = next(
+                    (i, running)
+                    for i, running in (*self._running.items(), *self._serving.items())
+                    if running is completed
+                )
+                self._running.pop(id, None)
+                self._serving.pop(id, None)
+                result = self._outcome(self.graph[id], finished, slots.get(id))
+                free_slot(id)
                 self._finish(result)
                 ok = result.status in PASSED
                 failed = result.status == TaskStatus.FAILED
@@ -356,11 +363,31 @@ class Runner:
                 return True
         return False
 
+    @staticmethod
+    def _outcome(
+        task: Task, completed: asyncio.Task[TaskResult], slot: int | None
+    ) -> TaskResult:
+        """The result of a finished task coroutine. The scheduler never cancels these (see
+        :meth:`_stop`); should one end cancelled anyway, it is a cancelled task, not an error
+        that escapes the scheduler and loses the summary."""
+        if completed.cancelled():
+            return TaskResult(task, TaskStatus.CANCELLED, 128 + signal.SIGTERM, 0.0, slot=slot)
+        return completed.result()
+
     def _stop(self) -> None:
-        """Fail fast: start nothing more and cancel what is running."""
+        """Fail fast: start nothing more and cancel the commands that are running.
+
+        Only the command phase of a task (the executor's coroutine, see :meth:`_command`) and
+        persistent tasks are ever cancelled: cache restores, saves and event hooks of a task
+        that is past its command run to completion, so a cancellation cannot land in them."""
         self._stopping = True
-        for running in (*self._running.values(), *self._serving.values()):
-            running.cancel()
+        for command in self._commands.values():
+            command.cancel()
+        # A persistent task is stopped as a whole: its coroutine turns the cancellation into
+        # its result (see :meth:`_serve`).
+        for id, running in (*self._running.items(), *self._serving.items()):
+            if self.graph[id].definition.persistent:
+                running.cancel()
 
     def _interrupt(self) -> None:
         self.run_info.interrupted = True
@@ -436,7 +463,7 @@ class Runner:
             while code != 0 and attempts <= self._retries(task):
                 attempts += 1
                 attempt_start = len(output)
-                code = await self.executor.execute(task, spec, on_output)
+                code = await self._command(task, spec, on_output)
         except asyncio.CancelledError:
             return result(TaskStatus.CANCELLED, 128 + signal.SIGTERM, attempts)
         if code != 0:
@@ -490,3 +517,17 @@ class Runner:
         on_output(f"vx: {problem}{log_tail(output)}\n".encode())
         code = process.result() if not process.cancelled() and not process.exception() else 1
         return persistent_state(result(TaskStatus.FAILED, code or 1, 1), "failed")
+
+    async def _command(self, task: Task, spec: CommandSpec, on_output: OutputCallback) -> int:
+        """Run the command as its own asyncio task, the one :meth:`_stop` may cancel; raises
+        CancelledError when it was cancelled (or the run stopped before it could start)."""
+        import asyncio
+
+        if self._stopping:
+            raise asyncio.CancelledError
+        command = asyncio.ensure_future(self.executor.execute(task, spec, on_output))
+        self._commands[task.id] = command
+        try:
+            return await command
+        finally:
+            del self._commands[task.id]

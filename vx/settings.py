@@ -17,7 +17,14 @@ from pydantic_settings import (
 
 from vx.runoptions import parse_concurrency
 
-__all__ = ["CoreSettings", "ProjectSettings", "ReadySettings", "TaskSettings", "parse_duration"]
+__all__ = [
+    "CoreSettings",
+    "ProjectSettings",
+    "ReadySettings",
+    "TaskSettings",
+    "TemplateSettings",
+    "parse_duration",
+]
 
 
 def _dependency_syntax(item: str) -> str:
@@ -117,12 +124,28 @@ class TaskSettings(BaseModel):
         return value
 
 
+class TemplateSettings(TaskSettings):
+    """``[tool.vx.defaults.tasks.<name>]``: a task template."""
+
+    projects: list[str] | None = None
+    """Project-name globs the template applies to without a per-project opt-in (``["*"]``:
+    every project; ``!glob`` excludes); None: only projects declaring the task."""
+
+    @field_validator("projects")
+    @classmethod
+    def _globs(cls, value: list[str] | None) -> list[str] | None:
+        for pattern in value or []:
+            if not pattern.removeprefix("!").strip():
+                raise ValueError("expected project-name globs like 'acme-*' or '*'")
+        return value
+
+
 class DefaultsSettings(BaseModel):
-    """``[tool.vx.defaults]``: templates projects opt into."""
+    """``[tool.vx.defaults]``: templates projects opt into (or that name their projects)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    tasks: dict[str, TaskSettings] = Field(default_factory=dict)
+    tasks: dict[str, TemplateSettings] = Field(default_factory=dict)
 
 
 class ProjectSettings(BaseModel):
@@ -132,6 +155,8 @@ class ProjectSettings(BaseModel):
 
     depends_on: list[str] = Field(default_factory=list)
     tasks: dict[str, TaskSettings] = Field(default_factory=dict)
+    skip_templates: list[str] = Field(default_factory=list)
+    """Templates (``[tool.vx.defaults.tasks.<name>]`` with ``projects``) not to apply here."""
 
 
 #: Keys only valid in the workspace root's ``[tool.vx]``.
@@ -192,6 +217,7 @@ class CoreSettings(BaseSettings):
     defaults: DefaultsSettings = Field(default_factory=DefaultsSettings)
     depends_on: list[str] = Field(default_factory=list)
     tasks: dict[str, TaskSettings] = Field(default_factory=dict)
+    skip_templates: list[str] = Field(default_factory=list)
 
     @field_validator("concurrency")
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from typing import TYPE_CHECKING
 
 import vx
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from vx.config import Config
     from vx.execution import RunInfo, TaskResult
     from vx.graph import Task, TaskGraph
+    from vx.progress import LiveProgress
 
 _COLORS = ("36", "35", "34", "33", "32", "96", "95", "94", "93", "92")
 
@@ -96,6 +98,9 @@ class TerminalReporter:
         option = config.option
         self.verbosity = option.verbose - option.quiet
         self.output_logs: str = option.output_logs
+        if self.verbosity < 0 and self.output_logs in ("full", "new-only"):
+            self.output_logs = "errors-only"  # -q: only failures, and the final line
+        self.started: float = config.started if config.started is not None else time.monotonic()
         github = os.environ.get("GITHUB_ACTIONS") == "true"
         self.github = github
         self.grouped = option.log_order == "grouped" or (option.log_order == "auto" and github)
@@ -103,9 +108,14 @@ class TerminalReporter:
             option.log_prefix == "auto" and not self.grouped
         )
         self.color = self._use_color()
+        self.live = self._use_live_progress()
         self._partial: dict[str, bytes] = {}
         self._prefixes: dict[str, str] = {}
         self._replaying: set[str] = set()
+        self._total = 0
+        self._done = 0
+        self._active: dict[str, None] = {}
+        self._progress: LiveProgress | None = None
 
     @property
     def out(self) -> _Output:
@@ -117,6 +127,33 @@ class TerminalReporter:
         if os.environ.get("FORCE_COLOR"):
             return True
         return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+
+    def _use_live_progress(self) -> bool:
+        """A progress display on a terminal; plain lines for pipes, CI, ``NO_COLOR``,
+        ``TERM=dumb``, ``-q`` and grouped logs."""
+        if os.environ.get("NO_COLOR") or os.environ.get("CI") or self.grouped:
+            return False
+        if self.verbosity < 0 or os.environ.get("TERM") == "dumb":
+            return False
+        return sys.stdout.isatty()
+
+    def _start_progress(self) -> None:
+        """Show the progress display once something has to execute (never on a full hit,
+        whose tasks complete before any runs: rich is not even imported then)."""
+        if not self.live or self._progress is not None:
+            return
+        from vx.progress import LiveProgress
+
+        self._progress = LiveProgress(self._total)
+        for _ in range(self._done):
+            self._progress.finished("")
+        for task_id in self._active:
+            self._progress.started(task_id)
+
+    def _stop_progress(self) -> None:
+        if self._progress is not None:
+            progress, self._progress = self._progress, None
+            progress.stop()
 
     def _paint(self, text: str, code: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
@@ -139,6 +176,7 @@ class TerminalReporter:
 
     @vx.hookimpl
     def vx_run_start(self, run: RunInfo, graph: TaskGraph, config: Config) -> None:
+        self._total = len(graph)
         if self.verbosity >= 0:
             projects = len({graph[id].project.name for id in run.tasks})
             names = ", ".join(run.task_names)
@@ -149,19 +187,42 @@ class TerminalReporter:
                     "2",
                 )
             )
+            from vx.planning import inferred_scope
+
+            scope = inferred_scope(config)
+            if scope is not None:
+                self.out.write(self._paint(scope_note(scope) + "\n", "2"))
             self.out.flush()
 
     @vx.hookimpl
+    def vx_task_start(self, task: Task, run: RunInfo) -> None:
+        self._active[task.id] = None
+        if self._progress is not None:
+            self._progress.started(task.id)
+
+    @vx.hookimpl
     def vx_task_cache(self, task: Task, status: CacheStatus, details: CacheResult) -> None:
-        key = (details.key or "")[:16]
+        verbose = self.verbosity > 0
+        key = details.key or ""
+        key = key if verbose else key[:16]
         if status == CacheStatus.HIT:
             self._replaying.add(task.id)
+            source = f" ({details.get('layer') or details.get('source')})" if verbose else ""
             if self.output_logs == "full" and not self.grouped:
-                self._line(task, self._paint(f"cache hit, replaying logs {key}", "2"))
+                self._line(task, self._paint(f"cache hit{source}, replaying logs {key}", "2"))
             elif self.output_logs == "new-only" and self.verbosity >= 0:
-                self._line(task, self._paint(f"cache hit, suppressing logs {key}", "2"))
-        elif self._streams(task) and self.verbosity >= 0:
-            self._line(task, self._paint(f"cache miss, executing {key}".rstrip(), "2"))
+                message = f"cache hit{source}, suppressing logs {key}"
+                self._line(task, self._paint(message, "2"))
+            elif verbose:
+                self._line(task, self._paint(f"cache hit{source} {key}", "2"))
+            return
+        self._start_progress()
+        if (self._streams(task) and self.verbosity >= 0) or verbose:
+            message = f"cache {status}, executing {key}".rstrip()
+            reason = details.get("reason")
+            if verbose and reason:
+                message += f" ({reason})"
+            self._line(task, self._paint(message, "2"))
 
     @vx.hookimpl
     def vx_task_output(self, task: Task, data: bytes) -> None:
@@ -180,6 +241,11 @@ class TerminalReporter:
     @vx.hookimpl
     def vx_task_finish(self, result: TaskResult, run: RunInfo) -> None:
         task = result.task
+        self._done += 1
+        if task.id in self._active:
+            del self._active[task.id]
+            if self._progress is not None:
+                self._progress.finished(task.id)
         rest = self._partial.pop(task.id, b"")
         if rest:
             self.out.write(f"{self._prefix(task)}{rest.decode(errors='replace')}\n")
@@ -226,15 +292,24 @@ class TerminalReporter:
         self.out.write(f"{self._prefix(task) or task.id + ': '}{message}\n")
         self.out.flush()
 
+    @vx.hookimpl
+    def vx_unconfigure(self, config: Config) -> None:
+        self._stop_progress()  # also when the run ended with an error
+
     @vx.hookimpl(trylast=True)
     def vx_run_finish(self, run: RunInfo, config: Config) -> None:
+        self._stop_progress()
         counts = {status: 0 for status in TaskStatus}
         for result in run.results.values():
             counts[result.status] += 1
         total = len(run.results)
         failed = [r.task.id for r in run.results.values() if r.status == TaskStatus.FAILED]
         flaky = [r.task.id for r in run.results.values() if r.status == TaskStatus.FLAKY]
+        elapsed = _seconds((time.monotonic() - self.started) * 1000)
         out = self.out
+        if self.verbosity < 0:
+            self._final_line(run, counts, total, elapsed)
+            return
         out.write("\n")
         successful = counts[TaskStatus.SUCCESS] + counts[TaskStatus.CACHED]
         parts = [f"{successful + counts[TaskStatus.FLAKY]} successful"]
@@ -250,7 +325,7 @@ class TerminalReporter:
         color = "31;1" if failed or run.interrupted else "32;1"
         out.write(f" Tasks:    {self._paint(tasks_line, color)}\n")
         out.write(f" Cached:   {counts[TaskStatus.CACHED]} cached, {total} total\n")
-        out.write(f" Time:     {_seconds(run.duration_ms or 0.0)}\n")
+        out.write(f" Time:     {elapsed}\n")
         if run.interrupted:
             out.write(f" {self._paint('Interrupted', '33;1')}: stopped by a signal\n")
         if failed:
@@ -260,6 +335,34 @@ class TerminalReporter:
         if run.summary_path is not None:
             out.write(f" Summary:  {_display_path(run.summary_path)}\n")
         out.flush()
+
+    def _final_line(
+        self, run: RunInfo, counts: dict[TaskStatus, int], total: int, elapsed: str
+    ) -> None:
+        """``-q``: the whole summary on one line."""
+        ok = counts[TaskStatus.SUCCESS] + counts[TaskStatus.CACHED] + counts[TaskStatus.FLAKY]
+        parts = [f"{ok} successful"] + [
+            f"{counts[status]} {status.value}"
+            for status in (
+                TaskStatus.FLAKY,
+                TaskStatus.FAILED,
+                TaskStatus.CANCELLED,
+                TaskStatus.SKIPPED,
+            )
+            if counts[status]
+        ]
+        parts += [f"{total} total", f"{counts[TaskStatus.CACHED]} cached", elapsed]
+        bad = counts[TaskStatus.FAILED] or run.interrupted
+        line = "vx: " + ", ".join(parts) + (" (interrupted)" if run.interrupted else "")
+        self.out.write(self._paint(line, "31;1" if bad else "32;1") + "\n")
+        self.out.flush()
+
+
+
+
+def scope_note(project: str) -> str:
+    """The header line of a command scoped to the project it was started in."""
+    return f"• scope: {project} (inferred from the current directory; -F '*' for the workspace)"
 
 
 def _seconds(ms: float) -> str:

@@ -44,6 +44,9 @@ class TaskDefinition:
     ``("http", url)``; None means ready as soon as it is started."""
     ready_timeout: float = 30.0
     """Seconds the probe may take before the persistent task fails."""
+    depends_on_template: bool = False
+    """Whether ``depends_on`` comes from the root's ``[tool.vx.defaults.tasks]`` template
+    (error messages then name that file and key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,9 @@ class Workspace:
     of them changes); empty means "do not cache"."""
     watch_dirs: tuple[Path, ...] = ()
     """Directories whose listing decided the members (a new project invalidates the cache)."""
+    warnings: tuple[str, ...] = ()
+    """Problems that do not stop a run but leave the graph incomplete (shown by every command
+    that loads the workspace, cached or not)."""
 
     def project_for_path(self, path: Path) -> Project | None:
         """Return the innermost project containing ``path``, if any."""

@@ -16,7 +16,14 @@ from pathlib import Path
 import blake3
 import zstandard
 
-from vx import CACHEDIR_TAG_SIGNATURE, Artifact, ArtifactInfo, CacheLayer, CorruptArtifactError
+from vx import (
+    CACHEDIR_TAG_SIGNATURE,
+    Artifact,
+    ArtifactInfo,
+    CacheLayer,
+    CorruptArtifactError,
+    make_cache_dir,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -100,7 +107,7 @@ class LocalCache(CacheLayer):
     def _connect(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._db is None:
-                self.directory.mkdir(parents=True, exist_ok=True)
+                make_cache_dir(self.directory)
                 _write_tag(self.directory)
                 db = sqlite3.connect(
                     self.directory / "index.sqlite",
@@ -173,6 +180,7 @@ class LocalCache(CacheLayer):
         digest = blake3.blake3(artifact.data).hexdigest()
         file = f"{key[:2]}/{key}.{digest[:16]}.tar.zst"
         path = self.artifacts / file
+        make_cache_dir(self.directory)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(4)}")
         temporary.write_bytes(artifact.data)

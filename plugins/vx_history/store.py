@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import vx
+
 __all__ = [
     "PASSED",
     "SCHEMA_VERSION",
@@ -218,7 +220,7 @@ class HistoryStore:
         if not create and not path.is_file():
             raise HistoryError(f"no run history yet ({path})", "missing")
         if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            vx.make_cache_dir(path.parent)  # .vx/, marked for git and backups
         try:
             db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
         except sqlite3.Error as exc:

@@ -137,7 +137,9 @@ class VxTools:
             if value.startswith("-") or "\n" in value or "\x00" in value:
                 raise ToolError(f"invalid task, filter or revision {value!r}")
         args = list(tasks)
-        args += [f"--filter={spec}" for spec in filters or []]
+        # The tools answer for the whole workspace: without a selection, --filter=* keeps
+        # vx from scoping to the member directory the server was started in.
+        args += [f"--filter={spec}" for spec in filters or ([] if affected else ["*"])]
         if affected:
             args.append("--affected")
         if base:
@@ -149,7 +151,7 @@ class VxTools:
     async def projects(self, limit: Limit = 200) -> dict[str, Any]:
         """The workspace's projects with a task: name, path (relative to the workspace
         root), project dependencies and task names."""
-        document = await self._json("graph", "--format=json")
+        document = await self._json("graph", "--format=json", "--filter=*")
         return {"workspace": document["workspace"], **_bounded(document["projects"], limit)}
 
     async def graph(

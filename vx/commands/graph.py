@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import vx
 from vx.commands.run import add_selection_options, selection_filters
-from vx.planning import plan
+from vx.planning import inferred_scope, plan
 from vx.runoptions import RunOptions
 
 if TYPE_CHECKING:
@@ -45,6 +45,11 @@ def vx_addoption(parser: Parser) -> None:
 def graph_command(config: Config) -> int:
     options = RunOptions(tasks=tuple(config.option.tasks), filters=selection_filters(config.option))
     graph = plan(config, options)
+    scope = inferred_scope(config)
+    if scope is not None and config.option.format == "text":
+        from vx.terminal import scope_note
+
+        sys.stderr.write(scope_note(scope) + "\n")
     render = {"text": _text, "dot": _dot, "mermaid": _mermaid, "json": _json}
     sys.stdout.write(render[config.option.format](graph))
     return 0

@@ -145,6 +145,7 @@ def run_command(config: Config) -> int:
 
     options = run_options(config.option)
     graph = plan(config, options)
+    config.save_state()  # the input is valid: the workspace cache (and .vx/) may be written
     if not len(graph):
         sys.stderr.write("vx: no tasks to run (the filters selected no project)\n")
         if options.dry == "json":
@@ -152,7 +153,7 @@ def run_command(config: Config) -> int:
         return 0
     cache = create_cache(config, graph, options)
     if options.dry:
-        return _dry_run(options, graph, cache, resolve_concurrency(config, options))
+        return _dry_run(config, options, graph, cache, resolve_concurrency(config, options))
     runner = vx.create_runner(config, graph, cache, options)
     run = runner.run()
     assert run.exit_code is not None
@@ -194,15 +195,23 @@ def dry_run_document(graph: TaskGraph, cache: TaskCache, concurrency: int) -> di
     }
 
 
-def _dry_run(options: RunOptions, graph: TaskGraph, cache: TaskCache, concurrency: int) -> int:
+def _dry_run(
+    config: Config, options: RunOptions, graph: TaskGraph, cache: TaskCache, concurrency: int
+) -> int:
     document = dry_run_document(graph, cache, concurrency)
     if options.dry == "json":
         # Compact: the document is for tools (pipe it through `jq` to read it), and the
         # C encoder is several times faster than indented output on large workspaces.
         sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
         return 0
+    from vx.planning import inferred_scope
+    from vx.terminal import scope_note
+
     out = sys.stdout
     out.write(f"Plan: {len(graph)} task(s), concurrency {document['concurrency']}\n")
+    scope = inferred_scope(config)
+    if scope is not None:
+        out.write(scope_note(scope) + "\n")
     for entry in document["tasks"]:
         out.write(f"\n{entry['id']}\n")
         out.write(f"  command      {entry['command'] or '(none: groups its dependencies)'}\n")
