@@ -119,3 +119,22 @@ def test_editing_the_template_globs_invalidates_the_workspace_cache(vx_workspace
     assert set(_planned(ws, "lint")) == {"acme-api#lint"}
     ws.write({"pyproject.toml": ROOT + 'projects = ["web"]\n'})
     assert set(_planned(ws, "lint")) == {"acme-api#lint", "web#lint"}
+
+
+def test_a_glob_never_selects_the_root_project_even_when_it_has_a_name(
+    vx_workspace: Make,
+) -> None:
+    root = (
+        '[project]\nname = "acme"\n\n[tool.vx]\nmembers = ["packages/*"]\n\n'
+        '[tool.vx.tasks.build]\ncmd = "true"\n\n'
+        '[tool.vx.defaults.tasks.lint]\ncmd = "ruff check ."\nprojects = ["*"]\n'
+    )
+    ws = vx_workspace(
+        {
+            "pyproject.toml": root,
+            "packages/acme-core/pyproject.toml": '[project]\nname = "acme-core"\n',
+        }
+    )
+    assert set(_planned(ws, "lint")) == {"acme-core#lint"}
+    ws.write({"pyproject.toml": root.replace('["*"]', '["*", "acme"]')})
+    assert set(_planned(ws, "lint")) == {"acme#lint", "acme-core#lint"}

@@ -284,7 +284,7 @@ def _project(
     for task, template in defaults.items():
         if task in tasks or task in project_settings.skip_templates:
             continue
-        if _template_applies(template.projects, name):
+        if _template_applies(template.projects, name, is_root=is_root):
             tasks[task] = _task_definition(
                 task, type(template)(), template, root_file, root_file, inherited=True
             )
@@ -321,17 +321,19 @@ def _check_project_cycles(
     )
 
 
-def _template_applies(patterns: list[str] | None, project: str) -> bool:
-    """Whether a template's ``projects`` globs select ``project`` (the root project ``//``
-    only when named literally)."""
+def _template_applies(patterns: list[str] | None, project: str, *, is_root: bool) -> bool:
+    """Whether a template's ``projects`` globs select ``project``. The root project only
+    when named literally (``//``, or its ``[project].name``): a glob never selects it, since
+    a command run at the root usually covers the members' files too."""
     import fnmatch
 
     if not patterns:
         return False
     include = [p for p in patterns if not p.startswith("!")]
     exclude = [p[1:] for p in patterns if p.startswith("!")]
-    if project == ROOT_PROJECT:
-        return ROOT_PROJECT in include and ROOT_PROJECT not in exclude
+    if is_root:
+        names = {ROOT_PROJECT, project}
+        return bool(names & set(include)) and not names & set(exclude)
     return any(fnmatch.fnmatchcase(project, p) for p in include) and not any(
         fnmatch.fnmatchcase(project, p) for p in exclude
     )
