@@ -68,11 +68,20 @@ def test_uv_workspace_with_poe_tasks(tmp_path: Path) -> None:
     root = _vx_table(ws.path / "pyproject.toml")
     assert root["members"] == ["libs/*", "apps/*"]  # from [tool.uv.workspace]
     templates = root["defaults"]["tasks"]
-    assert templates["test"]["cmd"] == "python -m pytest -q"
-    assert templates["test"]["inputs"] == ["**", "^**/*.py", "^pyproject.toml"]
-    assert templates["lint"]["cmd"] == "ruff check ."  # ruff is in the dev group
+    # Every member has tests, ruff, pyright and a build backend: each template names all of
+    # them, and no member file needs a table of its own.
+    assert templates["test"] == {
+        "cmd": "python -m pytest -q",
+        "inputs": ["**", "^**/*.py", "^pyproject.toml"],
+        "projects": ["*"],
+    }
+    assert templates["lint"] == {"cmd": "ruff check .", "projects": ["*"]}  # in the dev group
     assert templates["typecheck"]["cmd"] == "basedpyright"  # [tool.pyright] + basedpyright dep
-    assert templates["build"] == {"cmd": "uv build --wheel --out-dir dist", "outputs": ["dist/**"]}
+    assert templates["build"] == {
+        "cmd": "uv build --wheel --out-dir dist",
+        "outputs": ["dist/**"],
+        "projects": ["*"],
+    }
     # The root's poe tasks: plain commands are root tasks; names the members have are not
     # (they would run the whole repository's tests once more); the sequence is listed.
     assert root["tasks"] == {
@@ -84,11 +93,19 @@ def test_uv_workspace_with_poe_tasks(tmp_path: Path) -> None:
     }
     assert "poe task 'all' is a sequence; not translated" in result.stdout
     assert "root poe task 'test' not translated" in result.stdout
+    assert "wrote 1 file(s)" in result.stdout
     for member in ("apps/mycli", "apps/server", "libs/greeter"):
-        tasks = _vx_table(ws.path / member / "pyproject.toml")["tasks"]
-        assert tasks == {"test": {}, "lint": {}, "typecheck": {}, "build": {}}
+        path = ws.path / member / "pyproject.toml"
+        assert path.read_text() == originals[path], member  # untouched
     for path, before in originals.items():
         _only_additions(before, path.read_text())
+    plan = ws.run_subprocess("run", "lint", "--dry=json")
+    assert plan.exit_code == 0, plan.output
+    assert {task["id"] for task in json.loads(plan.stdout)["tasks"]} == {
+        "postmodern-mycli#lint",
+        "postmodern-server#lint",
+        "postmodern-greeter#lint",
+    }
     assert "# fail if not formatted" in (ws.path / "pyproject.toml").read_text()
     # The check that follows the write.
     assert "vx graph: 17 task(s) in 4 project(s)" in result.stdout
@@ -109,16 +126,47 @@ def test_uv_workspace_whose_root_is_a_package(tmp_path: Path) -> None:
     root = _vx_table(ws.path / "pyproject.toml")
     uv_members = _toml(ws.path / "pyproject.toml")["tool"]["uv"]["workspace"]["members"]
     assert root["members"] == uv_members
-    # The root's own tests only (a bare pytest at the root would collect the members' too).
-    assert root["tasks"]["test"]["cmd"] == "python -m pytest -q tests"
-    assert root["tasks"]["build"]["outputs"] == ["dist/**"]
-    for member in uv_members:
-        tasks = _vx_table(ws.path / member / "pyproject.toml")["tasks"]
-        assert "build" in tasks, member
-        assert "test" not in tasks, member  # no tests directory of its own
+    templates = root["defaults"]["tasks"]
+    assert templates == {
+        "lint": {"cmd": "ruff check .", "projects": ["*"]},
+        "typecheck": {
+            "cmd": "mypy .",
+            "inputs": ["**", "^**/*.py", "^pyproject.toml"],
+            "projects": ["*"],
+        },
+        "build": {
+            "cmd": "uv build --wheel --out-dir dist",
+            "outputs": ["dist/**"],
+            "projects": ["*"],
+        },
+    }
+    # The root's own tests only (a bare pytest at the root would collect the members' too);
+    # its build is the template's (a glob never selects the root: it opts in).
+    assert root["tasks"] == {
+        "test": {
+            "cmd": "python -m pytest -q tests",
+            "inputs": ["**", "^**/*.py", "^pyproject.toml"],
+        },
+        "build": {},
+    }
+    # One file written: the templates cover every member.
+    assert "wrote 1 file(s)" in result.stdout
     for path, before in originals.items():
-        _only_additions(before, path.read_text())
-    assert f"task(s) in {len(uv_members) + 1} project(s)" in result.stdout
+        if path != ws.path / "pyproject.toml":
+            assert path.read_text() == before, path
+    _only_additions(originals[ws.path / "pyproject.toml"], (ws.path / "pyproject.toml").read_text())
+    assert f"vx graph: 17 task(s) in {len(uv_members) + 1} project(s)" in result.stdout
+
+    def planned(task: str) -> dict[str, str]:
+        plan = ws.run_subprocess("run", task, "--dry=json")
+        assert plan.exit_code == 0, plan.output
+        return {entry["id"]: entry["command"] for entry in json.loads(plan.stdout)["tasks"]}
+
+    names = ["pydantic-ai-slim", "pydantic-evals", "pydantic-graph", "clai", "pydantic-ai-examples"]
+    assert planned("lint") == {f"{name}#lint": "ruff check ." for name in names}  # not the root
+    assert planned("build") == {
+        f"{name}#build": "uv build --wheel --out-dir dist" for name in ["pydantic-ai", *names]
+    }
     written = snapshot_tree(ws.path)
     assert "nothing to change" in ws.run_subprocess("init", "--yes").stdout
     assert snapshot_tree(ws.path) == written
@@ -146,8 +194,13 @@ def test_turbo_json_is_translated(tmp_path: Path) -> None:
     for name in ("lint", "test", "typecheck", "format:check", "format:write"):
         assert tasks[name]["cmd"] == scripts[name]
     assert "dev" not in tasks  # persistent: a server, not a task
-    assert tasks["build"] == {}  # no build script: the template for its build backend
-    assert templates["build"]["cmd"] == "python -m build --wheel"
+    assert "build" not in tasks  # no build script: the template for its build backend
+    assert templates["build"] == {
+        "cmd": "python -m build --wheel",
+        "outputs": ["dist/**"],
+        "projects": ["*"],
+    }
+    assert "projects" not in templates["lint"]  # each project declares its script as cmd
     # What could not be translated is listed.
     assert "turbo.json: dev is persistent" in result.stdout
     assert "apps/chrome/turbo.json: package configuration not translated" in result.stdout
@@ -293,20 +346,34 @@ def test_started_in_a_member_it_works_on_the_uv_workspace_root(vx_workspace: Mak
 def test_projects_with_different_tools_keep_their_own_command(vx_workspace: Make) -> None:
     ws = vx_workspace(
         {
-            "libs/a/pyproject.toml": '[project]\nname = "a"\n\n[tool.mypy]\nstrict = true\n',
-            "libs/b/pyproject.toml": '[project]\nname = "b"\n\n[tool.pyright]\n',
+            "libs/a/pyproject.toml": '[project]\nname = "a"\n\n[tool.pyright]\n',
+            "libs/b/pyproject.toml": '[project]\nname = "b"\n\n[tool.mypy]\nstrict = true\n',
             "libs/c/pyproject.toml": '[project]\nname = "c"\n\n[tool.mypy]\n',
         }
     )
+    before = {name: (ws.path / f"libs/{name}/pyproject.toml").read_text() for name in "abc"}
     result = ws.run_subprocess("init", "--yes")  # no root pyproject: one is written
     assert result.exit_code == 0, result.output
     root = _vx_table(ws.path / "pyproject.toml")
     assert root["members"] == ["libs/*"]
-    assert root["defaults"]["tasks"]["typecheck"]["cmd"] == "mypy ."
-    tasks = {name: _vx_table(ws.path / f"libs/{name}/pyproject.toml")["tasks"] for name in "abc"}
-    assert tasks["a"] == {"typecheck": {}}
-    assert tasks["c"] == {"typecheck": {}}
-    assert tasks["b"]["typecheck"]["cmd"] == "pyright"
+    assert root["defaults"]["tasks"]["typecheck"] == {
+        "cmd": "mypy .",  # what most projects use (not the first one's)
+        "inputs": ["**", "^**/*.py", "^pyproject.toml"],
+        "projects": ["*"],
+    }
+    for name in "bc":  # untouched: the template covers them
+        assert (ws.path / f"libs/{name}/pyproject.toml").read_text() == before[name]
+    # a keeps only what differs from the template.
+    assert _vx_table(ws.path / "libs/a/pyproject.toml")["tasks"] == {
+        "typecheck": {"cmd": "pyright"}
+    }
+    plan = ws.run_subprocess("run", "typecheck", "--dry=json")
+    assert plan.exit_code == 0, plan.output
+    assert {t["id"]: t["command"] for t in json.loads(plan.stdout)["tasks"]} == {
+        "a#typecheck": "pyright",
+        "b#typecheck": "mypy .",
+        "c#typecheck": "mypy .",
+    }
     assert (ws.path / "pyproject.toml").read_text().startswith("# Workspace root written by")
 
 
@@ -353,11 +420,9 @@ def test_an_existing_tool_vx_table_gets_the_new_keys_in_place(vx_workspace: Make
     assert (ws.path / "pyproject.toml").read_text() == (
         '# root\n[tool.vx]\nconcurrency = 2  # two\nmembers = ["libs/*"]\n\n'
         '[tool.uv.workspace]\nmembers = ["libs/*"]\n\n'
-        '[tool.vx.defaults.tasks.lint]\ncmd = "ruff check ."\n'
+        '[tool.vx.defaults.tasks.lint]\ncmd = "ruff check ."\nprojects = ["*"]\n'
     )
-    assert (ws.path / "libs/a/pyproject.toml").read_text() == (
-        '[project]\nname = "a"\n[tool.ruff]\n\n[tool.vx.tasks.lint]\n'
-    )
+    assert (ws.path / "libs/a/pyproject.toml").read_text() == '[project]\nname = "a"\n[tool.ruff]\n'
 
 
 @pytest.mark.parametrize("broken", ["libs/b/pyproject.toml", "pyproject.toml"])
@@ -418,7 +483,7 @@ def test_confirmation_on_a_terminal(tmp_path: Path, answer: str) -> None:
     os.write(leader, answer.encode())
     stdout, stderr = process.communicate(timeout=120)
     os.close(leader)
-    assert "write 4 file(s)? [y/N]" in stdout
+    assert "write 1 file(s)? [y/N]" in stdout
     if answer.startswith("y"):
         assert process.returncode == 0, stdout + stderr
         assert "members" in _vx_table(ws.path / "pyproject.toml")

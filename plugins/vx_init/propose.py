@@ -2,13 +2,15 @@
 
 Sources are tried in a fixed order per project, and the first one to name a task wins:
 turbo.json (with the project's package.json script), poe tasks, hatch scripts, tox
-environments, nox sessions, then templates for the tools the configuration mentions. Tasks
-and keys the files already declare are never changed: running ``vx init`` again proposes
-nothing new.
+environments, nox sessions, then templates for the tools the configuration mentions. A tool
+template names the members it applies to (``projects = [...]``), so only a member that needs
+something different gets a table of its own. Tasks and keys the files already declare are
+never changed: running ``vx init`` again proposes nothing new.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import tomllib
@@ -150,6 +152,44 @@ def _existing_tasks(data: dict[str, Any]) -> set[str]:
     return set(tasks) if isinstance(tasks, dict) else set()
 
 
+def _skipped(data: dict[str, Any]) -> set[str]:
+    skipped = _tool(data, "vx", "skip_templates")
+    return {s for s in skipped if isinstance(s, str)} if isinstance(skipped, list) else set()
+
+
+def _globs(template: Any) -> list[str]:
+    """A template's ``projects`` globs (none: projects opt in one by one)."""
+    projects = template.get("projects") if isinstance(template, dict) else None
+    return [p for p in projects if isinstance(p, str)] if isinstance(projects, list) else []
+
+
+def _selects(globs: list[str], name: str) -> bool:
+    """Whether ``projects`` globs select the member ``name`` (as vx matches them)."""
+    return any(fnmatch.fnmatchcase(name, g) for g in globs if not g.startswith("!")) and not any(
+        fnmatch.fnmatchcase(name, g[1:]) for g in globs if g.startswith("!")
+    )
+
+
+def _excludes(globs: list[str], name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, g[1:]) for g in globs if g.startswith("!"))
+
+
+def _most_common(tables: list[Table]) -> Table:
+    """The table most projects have (the first of those on a tie)."""
+    return max(tables, key=lambda table: (tables.count(table), -tables.index(table)))
+
+
+def _projects_value(using: list[str], without: list[str]) -> list[str]:
+    """``projects`` for a template ``using`` members take as it is, where ``without`` do not
+    have the task at all: ``["*"]`` when none lacks it, else the shorter of the names and
+    ``"*"`` with exclusions (the names on a tie)."""
+    if not without:
+        return ["*"]
+    if len(without) + 1 < len(using):
+        return ["*", *(f"!{name}" for name in without)]
+    return using
+
+
 class _Offer:
     """A project's tasks as sources offer them: the first source to name a task wins."""
 
@@ -224,16 +264,30 @@ def propose(root: Path) -> Proposal:
             proposal.global_env = turbo.global_env
 
     existing_defaults = _tool(root_data, "vx", "defaults", "tasks")
-    existing_defaults = set(existing_defaults) if isinstance(existing_defaults, dict) else set()
+    existing_defaults = existing_defaults if isinstance(existing_defaults, dict) else {}
     workspace = bool(member_dirs)
     projects = [(d, datas[d]) for d in member_dirs] if workspace else [(root, root_data)]
+    names = {d: _project_name(d, datas[d]) for d in member_dirs}
+    # Tasks each project has already: its own tables, and existing templates whose projects
+    # globs select it (minus its skip_templates).
+    have: dict[Path, set[str]] = {
+        directory: _existing_tasks(data)
+        | {
+            name
+            for name, template in existing_defaults.items()
+            if workspace
+            and name not in _skipped(data)
+            and _selects(_globs(template), names[directory])
+        }
+        for directory, data in projects
+    }
     # Pass 1: every project's tasks as complete tables, with the source each came from.
     found_tasks: dict[Path, dict[str, tuple[str, Table]]] = {}
     scripts_of: dict[Path, dict[str, str]] = {}
     packages: dict[str, Path] = {}
     for directory, data in projects:
         where = (directory.relative_to(root).as_posix() or ".") + "/pyproject.toml"
-        offer = _Offer(where, _existing_tasks(data), proposal.notes)
+        offer = _Offer(where, have[directory] | _skipped(data), proposal.notes)
         tasks = offer.tasks
         if turbo is not None:
             package, scripts = package_scripts(directory)
@@ -289,32 +343,57 @@ def propose(root: Path) -> Proposal:
                 proposal.templates[name] = turbo.templates[name]
             elif "tool" in used:
                 template_source[name] = "tool"
+                # The table most projects have is the template; a project whose tools differ
+                # (pyright instead of mypy) keeps a table with what differs.
+                proposal.templates[name] = _most_common(
+                    [
+                        tasks[name][1]
+                        for tasks in found_tasks.values()
+                        if name in tasks and tasks[name][0] == "tool"
+                    ]
+                )
+    covered: dict[str, list[str]] = {}
     for directory, tasks in found_tasks.items():
         proposal.project_tasks[directory] = {}
         for name, (source, table) in tasks.items():
             if workspace and source == "tool" and name in existing_defaults:
-                table = {}  # the workspace's own template of that name
+                # The workspace's own template of that name: declaring the task opts in,
+                # unless the template names its projects and leaves this one out on purpose.
+                if _excludes(_globs(existing_defaults[name]), names[directory]):
+                    proposal.notes.append(
+                        f"{directory.relative_to(root).as_posix()}/pyproject.toml: template "
+                        f"'{name}' excludes {names[directory]} (its projects); not enabled"
+                    )
+                    continue
+                table = {}
             elif template_source.get(name) == source == "tool":
-                # The first project's table is the template; a project whose tools differ
-                # (pyright instead of mypy) keeps its own table.
-                template = proposal.templates.setdefault(name, table)
-                table = {} if template == table else dict(table)
+                template = proposal.templates[name]
+                if table == template:
+                    covered.setdefault(name, []).append(names[directory])
+                    continue  # the template's projects select it: nothing to write here
+                if set(template) <= set(table):
+                    table = {k: v for k, v in table.items() if template.get(k) != v}
             elif template_source.get(name) == source == "turbo.json":
                 table = {"cmd": scripts_of[directory][name]}
                 own = turbo.project_tasks if turbo is not None else {}
                 package = next((p for p, d in packages.items() if d == directory), "")
                 table.update(own.get(package, {}).get(name, {}))
             proposal.project_tasks[directory][name] = table
-    used_sources = {source for used in by_name.values() for source in used}
     final_tasks = {
-        directory: _existing_tasks(data) | set(found_tasks[directory])
-        for directory, data in projects
+        directory: have[directory] | set(found_tasks[directory]) for directory, _ in projects
     }
+    for name, using in covered.items():
+        without = [names[d] for d, tasks in final_tasks.items() if name not in tasks]
+        proposal.templates[name] = {
+            **proposal.templates[name],
+            "projects": _projects_value(using, without),
+        }
+    used_sources = {source for used in by_name.values() for source in used}
     if workspace:
         _root_tasks(proposal, root_data, final_tasks, used_sources, uv=uv)
-    _check_dependencies(proposal, final_tasks, packages, root)
-    names = {"tool": "tool templates"}
-    proposal.detected.extend(sorted(names.get(s, s) for s in used_sources if s != "turbo.json"))
+    _check_dependencies(proposal, final_tasks, packages, names, root)
+    labels = {"tool": "tool templates"}
+    proposal.detected.extend(sorted(labels.get(s, s) for s in used_sources if s != "turbo.json"))
     return proposal
 
 
@@ -366,6 +445,12 @@ def _root_tasks(
             table["depends_on"] = kept
             if not kept:
                 del table["depends_on"]
+    for name, table in tasks.items():
+        # A template applies to the root's task of that name (never through its globs): the
+        # root's table keeps only what differs from it.
+        template = {k: v for k, v in proposal.templates.get(name, {}).items() if k != "projects"}
+        if template and set(template) <= set(table):
+            tasks[name] = {k: v for k, v in table.items() if template.get(k) != v}
     if tasks:
         proposal.project_tasks[root] = tasks
         final_tasks[root] = existing | set(tasks)
@@ -375,6 +460,7 @@ def _check_dependencies(
     proposal: Proposal,
     final_tasks: dict[Path, set[str]],
     packages: dict[str, Path],
+    names: dict[Path, str],
     root: Path,
 ) -> None:
     """Same-project and ``package#task`` dependencies must name tasks that exist in vx
@@ -388,7 +474,7 @@ def _check_dependencies(
             if not sep:
                 kept.append(item)
             elif directory is not None and name in final_tasks.get(directory, set()):
-                kept.append(f"{_project_name(directory)}#{name}")
+                kept.append(f"{names[directory]}#{name}")
             else:
                 proposal.notes.append(
                     f"turbo.json: {task} depends on {item}, which is not a task of a Python "
@@ -422,10 +508,9 @@ def _check_dependencies(
                 )
 
 
-def _project_name(directory: Path) -> str:
+def _project_name(directory: Path, data: dict[str, Any]) -> str:
     """vx's name for the project in ``directory``: PEP 503-normalised [project].name, else
     the directory name."""
-    data = read_pyproject(directory / "pyproject.toml")
     project = data.get("project")
     name = project.get("name") if isinstance(project, dict) else None
     chosen = name if isinstance(name, str) and name.strip() else directory.name
