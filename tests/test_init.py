@@ -172,6 +172,94 @@ def test_uv_workspace_whose_root_is_a_package(tmp_path: Path) -> None:
     assert snapshot_tree(ws.path) == written
 
 
+def test_an_existing_per_project_opt_in_configuration_is_left_as_it_is(tmp_path: Path) -> None:
+    """What vx init wrote before templates could name their projects: templates without
+    ``projects`` and an empty table in every member. A new run changes nothing."""
+    ws = _copy("pydantic-ai", tmp_path, "tests")
+    root_file = ws.path / "pyproject.toml"
+    members = _toml(root_file)["tool"]["uv"]["workspace"]["members"]
+    root_file.write_text(
+        root_file.read_text() + f"\n[tool.vx]\nmembers = {json.dumps(members)}\n\n"
+        '[tool.vx.defaults.tasks.lint]\ncmd = "ruff check ."\n\n'
+        '[tool.vx.defaults.tasks.typecheck]\ncmd = "mypy ."\n\n'
+        '[tool.vx.defaults.tasks.build]\ncmd = "uv build --wheel --out-dir dist"\n'
+        'outputs = ["dist/**"]\n\n'
+        '[tool.vx.tasks.test]\ncmd = "python -m pytest -q tests"\n\n[tool.vx.tasks.build]\n'
+    )
+    for member in members:
+        path = ws.path / member / "pyproject.toml"
+        path.write_text(
+            path.read_text() + "\n[tool.vx.tasks.lint]\n\n[tool.vx.tasks.typecheck]\n\n"
+            "[tool.vx.tasks.build]\n"
+        )
+    before = snapshot_tree(ws.path)
+    result = ws.run_subprocess("init", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "nothing to change" in result.stdout
+    assert snapshot_tree(ws.path) == before
+
+
+def test_templates_for_some_members(vx_workspace: Make) -> None:
+    """``projects`` lists the members that use a template, or ``"*"`` with exclusions when
+    that is shorter; members added later opt in, unless a template excludes them by name or
+    they skip it."""
+    ruff = "\n[tool.ruff]\nline-length = 99\n"
+    ws = vx_workspace(
+        {
+            "pyproject.toml": '[tool.uv.workspace]\nmembers = ["libs/*"]\n',
+            "libs/a/pyproject.toml": '[project]\nname = "a"\n' + ruff,
+            "libs/a/tests/test_a.py": "",
+            "libs/b/pyproject.toml": '[project]\nname = "b"\n' + ruff,
+            "libs/b/tests/test_b.py": "",
+            "libs/c/pyproject.toml": '[project]\nname = "c"\n' + ruff,
+            "libs/d/pyproject.toml": '[project]\nname = "d"\n',
+        }
+    )
+    members = {p: p.read_text() for p in (ws.path / "libs").glob("*/pyproject.toml")}
+    result = ws.run_subprocess("init", "--yes")
+    assert result.exit_code == 0, result.output
+    templates = _vx_table(ws.path / "pyproject.toml")["defaults"]["tasks"]
+    assert templates["lint"]["projects"] == ["*", "!d"]  # shorter than ["a", "b", "c"]
+    assert templates["test"]["projects"] == ["a", "b"]
+    assert {p: p.read_text() for p in members} == members  # no member file touched
+    plan = ws.run_subprocess("run", "lint", "test", "--dry=json")
+    assert plan.exit_code == 0, plan.output
+    assert {t["id"] for t in json.loads(plan.stdout)["tasks"]} == {
+        "a#lint",
+        "b#lint",
+        "c#lint",
+        "a#test",
+        "b#test",
+    }
+    assert "nothing to change" in ws.run_subprocess("init", "--yes").stdout
+
+    # Later: d adopts ruff (lint excludes it by name), e arrives with tests and ruff but skips
+    # the lint template.
+    ws.write(
+        {
+            "libs/d/pyproject.toml": '[project]\nname = "d"\n' + ruff,
+            "libs/e/pyproject.toml": (
+                '[project]\nname = "e"\n\n[tool.vx]\nskip_templates = ["lint"]\n' + ruff
+            ),
+            "libs/e/tests/test_e.py": "",
+        }
+    )
+    before = snapshot_tree(ws.path, skip=(".vx",))
+    result = ws.run_subprocess("init", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "libs/d/pyproject.toml: template 'lint' excludes d (its projects); not enabled" in (
+        result.stdout
+    )
+    after = snapshot_tree(ws.path, skip=(".vx",))
+    changed = {path for path in after if after[path] != before.get(path)}
+    assert changed == {"libs/e/pyproject.toml"}, changed
+    assert _vx_table(ws.path / "libs/e/pyproject.toml") == {
+        "skip_templates": ["lint"],
+        "tasks": {"test": {}},  # test names a and b: e opts in
+    }
+    assert "nothing to change" in ws.run_subprocess("init", "--yes").stdout
+
+
 def test_turbo_json_is_translated(tmp_path: Path) -> None:
     ws = _copy("turbo-template", tmp_path)
     result = ws.run_subprocess("init", "--yes")
@@ -375,6 +463,37 @@ def test_projects_with_different_tools_keep_their_own_command(vx_workspace: Make
         "c#typecheck": "mypy .",
     }
     assert (ws.path / "pyproject.toml").read_text().startswith("# Workspace root written by")
+
+
+def test_a_member_with_its_own_poe_task_keeps_it_beside_the_template(vx_workspace: Make) -> None:
+    ruff = "\n[tool.ruff]\nline-length = 99\n"
+    ws = vx_workspace(
+        {
+            "pyproject.toml": '[tool.uv.workspace]\nmembers = ["libs/*"]\n',
+            "libs/a/pyproject.toml": '[project]\nname = "a"\n' + ruff,
+            "libs/b/pyproject.toml": (
+                '[project]\nname = "b"\n' + ruff + '\n[tool.poe.tasks]\nlint = "ruff check src"\n'
+            ),
+            "libs/c/pyproject.toml": '[project]\nname = "c"\n' + ruff,
+        }
+    )
+    before = {name: (ws.path / f"libs/{name}/pyproject.toml").read_text() for name in "ac"}
+    result = ws.run_subprocess("init", "--yes")
+    assert result.exit_code == 0, result.output
+    template = _vx_table(ws.path / "pyproject.toml")["defaults"]["tasks"]["lint"]
+    assert template == {"cmd": "ruff check .", "projects": ["*"]}
+    assert _vx_table(ws.path / "libs/b/pyproject.toml")["tasks"] == {
+        "lint": {"cmd": "ruff check src"}
+    }
+    for name in "ac":
+        assert (ws.path / f"libs/{name}/pyproject.toml").read_text() == before[name]
+    plan = ws.run_subprocess("run", "lint", "--dry=json")
+    assert plan.exit_code == 0, plan.output
+    assert {t["id"]: t["command"] for t in json.loads(plan.stdout)["tasks"]} == {
+        "a#lint": "ruff check .",
+        "b#lint": "ruff check src",
+        "c#lint": "ruff check .",
+    }
 
 
 def test_existing_configuration_is_kept(vx_workspace: Make) -> None:
