@@ -317,7 +317,8 @@ def propose(root: Path) -> Proposal:
                 tasks[name] = ("tool", template)
         found_tasks[directory] = tasks
 
-    # Pass 2: shared settings become templates ([tool.vx.defaults.tasks]); projects opt in.
+    # Pass 2: shared settings become templates ([tool.vx.defaults.tasks]) that name the
+    # members taking them as they are (projects = [...]); the others keep what differs.
     by_name: dict[str, set[str]] = {}
     for tasks in found_tasks.values():
         for name, (source, _) in tasks.items():
@@ -334,6 +335,7 @@ def propose(root: Path) -> Proposal:
                 f"{', '.join(unused)}; not translated"
             )
     template_source: dict[str, str] = {}
+    final_tasks: dict[Path, set[str]] = {}
     if workspace:
         for name, used in by_name.items():
             if name in existing_defaults:
@@ -354,6 +356,7 @@ def propose(root: Path) -> Proposal:
                 )
     covered: dict[str, list[str]] = {}
     for directory, tasks in found_tasks.items():
+        excluded: set[str] = set()
         proposal.project_tasks[directory] = {}
         for name, (source, table) in tasks.items():
             if workspace and source == "tool" and name in existing_defaults:
@@ -364,6 +367,7 @@ def propose(root: Path) -> Proposal:
                         f"{directory.relative_to(root).as_posix()}/pyproject.toml: template "
                         f"'{name}' excludes {names[directory]} (its projects); not enabled"
                     )
+                    excluded.add(name)
                     continue
                 table = {}
             elif template_source.get(name) == source == "tool":
@@ -379,9 +383,7 @@ def propose(root: Path) -> Proposal:
                 package = next((p for p, d in packages.items() if d == directory), "")
                 table.update(own.get(package, {}).get(name, {}))
             proposal.project_tasks[directory][name] = table
-    final_tasks = {
-        directory: have[directory] | set(found_tasks[directory]) for directory, _ in projects
-    }
+        final_tasks[directory] = have[directory] | (set(tasks) - excluded)
     for name, using in covered.items():
         without = [names[d] for d, tasks in final_tasks.items() if name not in tasks]
         proposal.templates[name] = {
