@@ -177,7 +177,8 @@ class TaskCache:
         if found is None or task.hash is None:
             return None
         layer, restored = found
-        return self._hit(task, layer, task.hash, restored, time.monotonic(), on_output)
+        now = time.monotonic()
+        return self._hit(task, layer, task.hash, restored, now, now, on_output)
 
     def _current_in_index(self, task: Task, key: str) -> tuple[CacheLayer, Restored] | None:
         for layer in self.readable:
@@ -201,7 +202,7 @@ class TaskCache:
         for index, layer in enumerate(self.readable):
             current = self._restore_from_info(layer, task, key)
             if current is not None:
-                return self._hit(task, layer, key, current, start, on_output)
+                return self._hit(task, layer, key, current, start, time.monotonic(), on_output)
             try:
                 fetched = await asyncio.to_thread(self._fetch, layer, task, key)
             except CorruptArtifactError as exc:
@@ -215,7 +216,7 @@ class TaskCache:
                 continue
             if fetched is None:
                 continue
-            artifact, restored = fetched
+            artifact, restored, found_at = fetched
             if index > 0:
                 info = ArtifactInfo(
                     outputs=restored.meta.get("outputs", {}),
@@ -223,8 +224,8 @@ class TaskCache:
                     duration_ms=float(restored.meta.get("duration_ms", 0.0)),
                 )
                 await self._backfill(layer, replace(artifact, task_id=task.id, info=info))
-            return self._hit(task, layer, key, restored, start, on_output)
-        details = self.details(task)
+            return self._hit(task, layer, key, restored, start, found_at, on_output)
+        details = replace(self.details(task), lookup_ms=(time.monotonic() - start) * 1000)
         hook.task_cache(task, details.status, details)
         return None
 
@@ -235,8 +236,10 @@ class TaskCache:
         key: str,
         restored: Restored,
         start: float,
+        found_at: float,
         on_output: OutputCallback,
     ) -> TaskResult:
+        """``found_at``: when the layer had answered (the rest is restoring the entry)."""
         self.manifests.save(task.id, key, self.keys.manifests[task.id])
         details = CacheResult(
             status=CacheStatus.HIT,
@@ -245,6 +248,8 @@ class TaskCache:
             key=key,
             time_saved_ms=restored.meta.get("duration_ms", 0),
             restored_outputs=restored.extracted,
+            lookup_ms=(found_at - start) * 1000,
+            restore_ms=(time.monotonic() - found_at) * 1000,
         )
         self.config.hook.task_cache(task, details.status, details)
         if restored.log:
@@ -275,8 +280,10 @@ class TaskCache:
             return None
         return Restored(meta, info.log, extracted=False)
 
-    def _fetch(self, layer: CacheLayer, task: Task, key: str) -> tuple[Artifact, Restored] | None:
-        """Read and restore in one worker-thread hop."""
+    def _fetch(
+        self, layer: CacheLayer, task: Task, key: str
+    ) -> tuple[Artifact, Restored, float] | None:
+        """Read and restore in one worker-thread hop; also returns when the read finished."""
         from vx.artifacts import unpack
 
         try:
@@ -287,7 +294,8 @@ class TaskCache:
             raise _LayerReadError() from exc
         if artifact is None:
             return None
-        return artifact, unpack(artifact.data, task, self.root, self.vx_dir / "tmp")
+        found_at = time.monotonic()
+        return artifact, unpack(artifact.data, task, self.root, self.vx_dir / "tmp"), found_at
 
     async def _unusable(self, layer: CacheLayer, task: Task, key: str, exc: ArtifactError) -> None:
         """A corrupt or hostile archive: evict it where possible and run the task."""
@@ -331,6 +339,7 @@ class TaskCache:
         }
         local = [layer for layer in self.writable if layer.local]
         rest = [layer for layer in self.writable if not layer.local]
+        started = time.monotonic()
         try:
             artifact = await asyncio.to_thread(self._pack_and_store, task, result, meta, local)
         except OSError as exc:
@@ -339,6 +348,7 @@ class TaskCache:
         except _LayerWriteError as exc:
             self._layer_failed(exc.layer, "store", exc.__cause__ or exc)
             return
+        result.cache = replace(result.cache, save_ms=(time.monotonic() - started) * 1000)
         self.manifests.save(task.id, key, self.keys.manifests[task.id])
         for layer in rest:
             upload = asyncio.create_task(self._upload(layer, artifact))
@@ -369,10 +379,16 @@ class TaskCache:
     async def _upload(self, layer: CacheLayer, artifact: Artifact) -> None:
         import asyncio
 
+        started = time.monotonic()
+        error: str | None = None
         try:
             await asyncio.to_thread(layer.put, artifact.key, artifact)
         except Exception as exc:
             self._layer_failed(layer, "store", exc)
+            error = type(exc).__name__
+        duration_ms = (time.monotonic() - started) * 1000
+        task = self.graph[artifact.task_id]
+        self.config.hook.cache_upload(task, layer.name, artifact.key, duration_ms, error)
 
     def flush(self) -> None:
         """End of run: persist what was batched."""

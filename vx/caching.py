@@ -102,6 +102,13 @@ class CacheResult(Mapping[str, object]):
     persistent: str | None = None
     """Persistent tasks (never cached): how the server ended (``stopped``, ``running``,
     ``failed``, ``cancelled``)."""
+    lookup_ms: float | None = None
+    """Hits and misses that were looked up: milliseconds until a layer answered, or until
+    every layer missed (0 for hits completed before the scheduler starts)."""
+    restore_ms: float | None = None
+    """Hits: milliseconds spent restoring the entry (outputs and log)."""
+    save_ms: float | None = None
+    """Tasks that ran and were archived into the local layer: milliseconds that took."""
 
     def as_dict(self) -> dict[str, object]:
         """The JSON form: set fields only, enums as strings, ``changes`` as a list."""

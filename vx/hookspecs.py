@@ -219,6 +219,11 @@ def vx_task_cache(task: Task, status: CacheStatus, details: CacheResult) -> None
     ``remote``, see :attr:`vx.CacheLayer.local`), ``layer`` (the layer's name),
     ``time_saved_ms`` and ``restored_outputs``. Not called for tasks without a
     command, nor for skipped tasks.
+
+    Timings in milliseconds, when a lookup took place: ``details.lookup_ms`` (until a
+    layer answered, or until every layer missed) and, on a hit, ``details.restore_ms``
+    (restoring outputs and log). Hits completed before the scheduler starts (outputs
+    already in place) report zero for both.
     """
 
 
@@ -242,7 +247,24 @@ def vx_task_finish(result: TaskResult, run: RunInfo) -> None:
     A persistent task finishes when it is stopped or exits, not when it becomes ready; in
     ``vx watch``, a persistent task left running when its run ends finishes with that run
     (``result.cache["persistent"] == "running"``). Tasks a caller marks as settled
-    (``Runner(settled=...)``) get no events at all."""
+    (``Runner(settled=...)``) get no events at all.
+
+    When the task ran and its outputs were archived into the local layer,
+    ``result.cache.save_ms`` is the time that took (milliseconds).
+    """
+
+
+@hookspec
+def vx_cache_upload(
+    task: Task, layer: str, key: str, duration_ms: float, error: str | None
+) -> None:
+    """Called when a background upload of ``task``'s artifact to cache layer ``layer``
+    (a non-local writable layer, e.g. ``remote``) has ended, usually after
+    ``vx_task_finish`` of that task and always before ``vx_run_finish``.
+
+    ``error`` is None on success, else the exception's class name (the layer's own warning
+    tells the user what happened). Uploads abandoned at the end of the run are not reported.
+    """
 
 
 @hookspec

@@ -361,6 +361,18 @@ class HookRelay:
     def task_finish(self, result: TaskResult, run: RunInfo) -> None:
         self.notify("vx_task_finish", result=result, run=run)
 
+    def cache_upload(
+        self, task: Task, layer: str, key: str, duration_ms: float, error: str | None
+    ) -> None:
+        self.notify(
+            "vx_cache_upload",
+            task=task,
+            layer=layer,
+            key=key,
+            duration_ms=duration_ms,
+            error=error,
+        )
+
     def run_finish(self, run: RunInfo, config: Config) -> None:
         self.notify("vx_run_finish", run=run, config=config)
 

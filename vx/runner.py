@@ -473,8 +473,10 @@ class Runner:
             # A failure is never cached: the entry holds the passing attempt's log.
             passing = bytes(output[attempt_start:])
             # Stopped while archiving: the task still passed, it is just not cached.
+            saved = replace(done, output=passing)
             with contextlib.suppress(asyncio.CancelledError):
-                await self.cache.save(task, replace(done, output=passing))
+                await self.cache.save(task, saved)
+            done.cache = saved.cache  # with the archiving time (save_ms)
         return done
 
     async def _serve(

@@ -1,0 +1,73 @@
+"""Hooks of the ``otel`` plugin (thin: OpenTelemetry is imported only when export is enabled)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Protocol
+
+import vx
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from vx import Config
+
+
+class _Parser(Protocol):
+    def add_option(self, *flags: str, command: str | None = None, **kwargs: Any) -> None: ...
+
+
+_STASH = "otel.exporter"
+_INSTALL = "pip install 'vx-build[otel]'"
+
+
+@vx.hookimpl
+def vx_settings_models() -> dict[str, type[BaseModel]]:
+    from vx_otel.settings import OtelSettings
+
+    return {"otel": OtelSettings}
+
+
+@vx.hookimpl
+def vx_addoption(parser: _Parser) -> None:
+    parser.add_option(
+        "--otel",
+        action="store_true",
+        default=False,
+        command="run",
+        help=f"export this run as an OpenTelemetry trace (see [tool.vx.otel]; needs {_INSTALL})",
+    )
+
+
+@vx.hookimpl
+def vx_configure(config: Config) -> None:
+    """When export is enabled for this ``vx run``, check the options and the SDK before any
+    task runs, then register the exporter (an observer of the run's events)."""
+    option = config.option
+    if getattr(option, "command", None) != "run" or getattr(option, "dry", None):
+        return
+    from vx_otel.options import enabled_by, resolve
+
+    section = config.section("otel")
+    source = enabled_by(section, option, os.environ)
+    if source is None:
+        return
+    options = resolve(section, os.environ)
+    try:
+        from vx_otel.tracing import RunExporter
+
+        exporter = RunExporter(options)
+    except ImportError as exc:
+        raise vx.PluginError(
+            f"OpenTelemetry export is enabled ({source}) but the OpenTelemetry SDK is not "
+            f"installed ({exc}); fix: {_INSTALL}"
+        ) from None
+    config.stash[_STASH] = exporter
+    config.pluginmanager.register(exporter, name=_STASH)
+
+
+@vx.hookimpl
+def vx_unconfigure(config: Config) -> None:
+    exporter = config.stash.pop(_STASH, None)
+    if exporter is not None:
+        config.pluginmanager.unregister(exporter)

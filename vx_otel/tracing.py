@@ -1,0 +1,432 @@
+"""Spans from vx's run events, exported over OTLP in the background (imported only when enabled).
+
+One trace per run: a ``RUN vx run <tasks>`` span (kind SERVER) and one child span per task,
+named by its id, with the OpenTelemetry CI/CD semantic-convention attributes. Spans are
+queued to a batch processor as they end and sent by its worker thread; at the end of the run
+vx waits at most ``flush_timeout`` seconds for what is left. Export problems are collected and
+reported once, as a warning naming the endpoint; they never change the run's result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+import vx
+from vx_otel.options import ExportOptions
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+
+    from vx import CommandSpec, Config, RunInfo, Task, TaskGraph, TaskResult
+
+__all__ = ["RunExporter", "exporter_for"]
+
+#: ``cicd.pipeline.task.run.result`` / ``cicd.pipeline.result`` for each vx task status.
+_RESULTS = {
+    "success": "success",
+    "cached": "success",
+    "failed": "failure",
+    "skipped": "skip",
+    "cancelled": "cancellation",
+}
+#: Task names that map onto ``cicd.pipeline.task.type`` values.
+_TASK_TYPES = frozenset({"build", "test", "deploy"})
+
+
+def exporter_for(options: ExportOptions) -> SpanExporter:
+    """The OTLP span exporter for ``options.protocol`` (gRPC is imported only when asked)."""
+    if options.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcExporter,
+        )
+
+        return GrpcExporter(
+            endpoint=options.endpoint,
+            insecure=options.endpoint.startswith("http://"),
+            headers=tuple(options.headers.items()) or None,
+            timeout=options.timeout,
+        )
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(
+        endpoint=options.endpoint, headers=options.headers or None, timeout=options.timeout
+    )
+
+
+class _Problems(logging.Handler):
+    """Keeps the last error the OTLP exporters logged (they report failures only as logs)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("opentelemetry.exporter") and record.levelno >= logging.ERROR:
+            self.last = record.getMessage()
+
+
+class _Watched(SpanExporter):
+    """Delegates to the OTLP exporter and remembers the first failure."""
+
+    def __init__(self, inner: SpanExporter, problems: _Problems) -> None:
+        self.inner = inner
+        self.problems = problems
+        self.failure: str | None = None
+        self.exported = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.inner.export(spans)
+        except Exception as exc:
+            result = SpanExportResult.FAILURE
+            self.problems.last = f"{type(exc).__name__}: {exc}"
+        if result is SpanExportResult.SUCCESS:
+            self.exported += len(spans)
+        elif self.failure is None:
+            self.failure = self.problems.last or "the collector did not accept the spans"
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def _quiet_sdk_logs(handler: logging.Handler) -> None:
+    """OpenTelemetry logs export failures (with tracebacks) on every batch; vx says it once."""
+    logger = logging.getLogger("opentelemetry")
+    logger.propagate = False
+    logger.handlers = [handler]
+    logger.setLevel(logging.WARNING)
+
+
+def _redact(url: str) -> str:
+    """``url`` without credentials, query or fragment (safe to print or export)."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        completed = subprocess.run(
+            ["git", *args],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    value = completed.stdout.strip()
+    return value if completed.returncode == 0 and value else None
+
+
+def vcs_attributes(root: Path) -> dict[str, str]:
+    """``vcs.*`` resource attributes of the git checkout at ``root`` (empty outside git)."""
+    head = _git(root, "rev-parse", "HEAD", "--abbrev-ref", "HEAD")
+    if head is None:
+        return {}
+    revision, _, ref = head.partition("\n")
+    attributes = {"vcs.ref.head.revision": revision}
+    if ref and ref != "HEAD":
+        attributes["vcs.ref.head.name"] = ref
+        attributes["vcs.ref.head.type"] = "branch"
+    remote = _git(root, "config", "--get", "remote.origin.url")
+    if remote:
+        url = _redact(remote) if "://" in remote else remote
+        attributes["vcs.repository.url.full"] = url
+        name = url.rstrip("/").rpartition("/")[2].removesuffix(".git")
+        if name:
+            attributes["vcs.repository.name"] = name
+    return attributes
+
+
+def _resource(options: ExportOptions, root: Path) -> Resource:
+    attributes: dict[str, Any] = {
+        "service.version": vx.__version__,
+        "host.name": socket.gethostname(),
+        "host.arch": platform.machine(),
+        "os.type": sys.platform,
+        "process.pid": os.getpid(),
+        "process.runtime.name": sys.implementation.name,
+        "process.runtime.version": platform.python_version(),
+        **vcs_attributes(root),
+    }
+    if options.service_name:
+        attributes["service.name"] = options.service_name
+    resource = Resource.create(attributes)
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({"service.name": "vx"}))
+    return resource
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1e9)
+
+
+class RunExporter:
+    """The ``otel.exporter`` plugin: registered for one ``vx run`` when export is enabled."""
+
+    def __init__(self, options: ExportOptions) -> None:
+        self.options = options
+        self.endpoint = _redact(options.endpoint)
+        self.problems = _Problems()
+        _quiet_sdk_logs(self.problems)
+        self.exporter = _Watched(exporter_for(options), self.problems)
+        self.provider: TracerProvider | None = None
+        self.tracer: trace.Tracer | None = None
+        self.run_span: trace.Span | None = None
+        self.run_context: Context | None = None
+        self.spans: dict[str, trace.Span] = {}
+        self.contexts: dict[str, trace.SpanContext] = {}
+        self.graph: TaskGraph | None = None
+
+    # -- the run -------------------------------------------------------------------
+
+    @vx.hookimpl
+    def vx_run_start(self, run: RunInfo, graph: TaskGraph, config: Config) -> None:
+        self.graph = graph
+        self.provider = TracerProvider(
+            resource=_resource(self.options, graph.workspace.root), shutdown_on_exit=False
+        )
+        self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
+        self.tracer = self.provider.get_tracer("vx_otel", vx.__version__)
+        pipeline = " ".join(["vx", "run", *run.task_names])
+        # vx started by an instrumented parent (a CI job, a script): the run nests under it.
+        parent = TraceContextTextMapPropagator().extract(
+            {
+                key.lower(): value
+                for key in ("TRACEPARENT", "TRACESTATE")
+                if (value := os.environ.get(key))
+            }
+        )
+        self.run_span = self.tracer.start_span(
+            f"RUN {pipeline}",
+            context=parent,
+            kind=SpanKind.SERVER,
+            start_time=_ns(run.started_at),
+            attributes={
+                "cicd.pipeline.name": pipeline,
+                "cicd.pipeline.action.name": "RUN",
+                "cicd.pipeline.run.id": run.run_id,
+                "vx.version": vx.__version__,
+                "vx.concurrency": run.concurrency,
+                "vx.tasks.total": len(run.tasks),
+                "vx.workspace.root": str(graph.workspace.root),
+            },
+        )
+        self.run_context = trace.set_span_in_context(self.run_span)
+
+    @vx.hookimpl
+    def vx_run_finish(self, run: RunInfo, config: Config) -> None:
+        span = self.run_span
+        if span is None:
+            return
+        counts = {status: 0 for status in _RESULTS}
+        hits = 0
+        for result in run.results.values():
+            counts[result.status.value] = counts.get(result.status.value, 0) + 1
+            hits += result.cache.get("status") == "hit"
+        if run.interrupted:
+            outcome = "cancellation"
+        elif counts["failed"]:
+            outcome = "failure"
+        else:
+            outcome = "success"
+        attributes: dict[str, Any] = {
+            "cicd.pipeline.result": outcome,
+            "vx.exit_code": run.exit_code if run.exit_code is not None else -1,
+            "vx.interrupted": run.interrupted,
+            "vx.cache.hits": hits,
+            **{f"vx.tasks.{status}": count for status, count in counts.items()},
+        }
+        span.set_attributes(attributes)
+        if outcome == "failure":
+            span.set_attribute("error.type", "task_failure")
+            span.set_status(Status(StatusCode.ERROR, f"{counts['failed']} task(s) failed"))
+        elif run.interrupted:
+            span.set_attribute("error.type", "interrupted")
+            span.set_status(Status(StatusCode.ERROR, "interrupted"))
+        span.end()
+        self._flush()
+
+    def _flush(self) -> None:
+        """Send what is left, waiting at most ``flush_timeout``; then report problems once."""
+        provider = self.provider
+        if provider is None:
+            return
+        done = threading.Event()
+
+        def finish() -> None:
+            try:
+                provider.shutdown()  # flushes the batch processor, then closes the exporter
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=finish, name="vx-otel-flush", daemon=True)
+        worker.start()
+        timeout = self.options.flush_timeout
+        if not done.wait(timeout):
+            vx.warning(
+                f"otel: the trace was not fully sent to {self.endpoint} within {timeout:g}s "
+                "(flush_timeout); the rest is dropped, the run is not affected",
+                once=False,
+            )
+            return
+        if self.exporter.failure is not None:
+            vx.warning(
+                f"otel: could not export the trace to {self.endpoint}: "
+                f"{self.exporter.failure[:300]}; the run is not affected",
+                once=False,
+            )
+
+    # -- tasks -----------------------------------------------------------------------
+
+    def _start(self, task: Task, run: RunInfo, start_time: int | None = None) -> trace.Span:
+        assert self.tracer is not None
+        links = [Link(self.contexts[d]) for d in task.dependencies if d in self.contexts]
+        attributes: dict[str, Any] = {
+            "cicd.pipeline.task.name": task.id,
+            "cicd.pipeline.task.run.id": f"{run.run_id}/{task.id}",
+            "vx.project": task.project.name,
+            "vx.task": task.name,
+            "vx.task.dependencies": list(task.dependencies),
+        }
+        if task.name in _TASK_TYPES:
+            attributes["cicd.pipeline.task.type"] = task.name
+        if task.hash:
+            attributes["vx.task.key"] = task.hash
+        if self.options.export_commands and task.command is not None:
+            command = task.command
+            attributes["vx.task.command"] = command if isinstance(command, str) else list(command)
+        span = self.tracer.start_span(
+            task.id,
+            context=self.run_context,
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            links=links,
+            start_time=start_time,
+        )
+        self.spans[task.id] = span
+        self.contexts[task.id] = span.get_span_context()
+        return span
+
+    @vx.hookimpl
+    def vx_task_start(self, task: Task, run: RunInfo) -> None:
+        self._start(task, run)
+
+    @vx.hookimpl
+    def vx_task_cache(self, task: Task, status: str, details: Mapping[str, object]) -> None:
+        span = self.spans.get(task.id)
+        if span is None:
+            return
+        span.set_attribute("vx.cache.status", status)
+        source = details.get("layer")
+        if isinstance(source, str):
+            span.set_attribute("vx.cache.source", source)
+        lookup = details.get("lookup_ms")
+        if isinstance(lookup, int | float):
+            event = {"vx.cache.status": status, "vx.duration_ms": round(float(lookup), 3)}
+            span.add_event("vx.cache.lookup", event)
+        restore = details.get("restore_ms")
+        if isinstance(restore, int | float):
+            span.add_event("vx.cache.restore", {"vx.duration_ms": round(float(restore), 3)})
+        saved = details.get("time_saved_ms")
+        if isinstance(saved, int | float):
+            span.set_attribute("vx.cache.time_saved_ms", float(saved))
+
+    @vx.hookimpl
+    def vx_wrap_command(self, task: Task, spec: CommandSpec, config: Config) -> CommandSpec | None:
+        """``TRACEPARENT``/``TRACESTATE`` for the task's process (after its key is computed,
+        so a new trace id never changes a key)."""
+        context = self.contexts.get(task.id)
+        if context is None or not context.is_valid:
+            return None
+        carrier: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(
+            carrier, context=trace.set_span_in_context(trace.NonRecordingSpan(context))
+        )
+        env = dict(spec.env)
+        env.pop("TRACESTATE", None)
+        for key, value in carrier.items():
+            env[key.upper()] = value
+        return type(spec)(argv=spec.argv, cwd=spec.cwd, env=env)
+
+    @vx.hookimpl
+    def vx_task_finish(self, result: TaskResult, run: RunInfo) -> None:
+        task = result.task
+        span = self.spans.pop(task.id, None)
+        if span is None:  # skipped: never started
+            span = self._start(task, run)
+            self.spans.pop(task.id, None)
+        status = result.status.value
+        cache = result.cache
+        span.set_attributes(
+            {
+                "cicd.pipeline.task.run.result": _RESULTS.get(status, status),
+                "vx.task.status": status,
+                "vx.cache.status": str(cache.get("status", "disabled")),
+                "process.exit.code": result.exit_code,
+                "vx.duration_ms": round(result.duration_ms, 3),
+            }
+        )
+        save = cache.get("save_ms")
+        if isinstance(save, int | float):
+            span.add_event("vx.cache.save", {"vx.duration_ms": round(float(save), 3)})
+        if status == "failed":
+            span.set_attribute("error.type", str(result.exit_code))
+            span.set_status(Status(StatusCode.ERROR, f"exit code {result.exit_code}"))
+            tail = self.options.log_tail
+            if tail and result.output:
+                text = result.output[-tail:].decode("utf-8", "replace")
+                span.add_event("vx.task.log", {"vx.log.tail": text})
+        span.end()
+
+    @vx.hookimpl
+    def vx_cache_upload(
+        self, task: Task, layer: str, key: str, duration_ms: float, error: str | None
+    ) -> None:
+        """A child span of the task's span for each background upload (it may end after it)."""
+        parent = self.contexts.get(task.id)
+        if parent is None or self.tracer is None:
+            return
+        end = time.time_ns()
+        attributes: dict[str, Any] = {
+            "vx.cache.layer": layer,
+            "vx.task.key": key,
+            "vx.duration_ms": round(duration_ms, 3),
+        }
+        span = self.tracer.start_span(
+            f"vx.cache.upload {layer}",
+            context=trace.set_span_in_context(trace.NonRecordingSpan(parent)),
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            start_time=end - int(duration_ms * 1e6),
+        )
+        if error is not None:
+            span.set_attribute("error.type", error)
+            span.set_status(Status(StatusCode.ERROR, error))
+        span.end(end_time=end)
