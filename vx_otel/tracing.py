@@ -349,7 +349,10 @@ class RunExporter:
             span.set_attribute("vx.cache.source", source)
         lookup = details.get("lookup_ms")
         if isinstance(lookup, int | float):
-            event = {"vx.cache.status": status, "vx.duration_ms": round(float(lookup), 3)}
+            event: dict[str, Any] = {
+                "vx.cache.status": status,
+                "vx.duration_ms": round(float(lookup), 3),
+            }
             span.add_event("vx.cache.lookup", event)
         restore = details.get("restore_ms")
         if isinstance(restore, int | float):
