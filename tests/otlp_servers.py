@@ -244,8 +244,8 @@ class FakeCollector:
                 collector.requests += 1
                 if self.path != "/v1/traces":
                     return self._reply(404, b"not found")
-                if collector.mode == "slow":
-                    collector._stop.wait(collector.delay)
+                if collector.mode == "slow" and collector._stop.wait(collector.delay):
+                    return  # closed while stalling: the client gave up long ago
                 if collector.mode in ("500", "401"):
                     return self._reply(int(collector.mode), b"no")
                 request = ExportTraceServiceRequest()

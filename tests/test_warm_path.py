@@ -87,6 +87,34 @@ def test_the_watch_plugin_imports_nothing_for_vx_run(vx_workspace: Make) -> None
         assert unused not in modules, f"vx run imported {unused}"  # ... and imports nothing
 
 
+def test_no_opentelemetry_module_is_imported_unless_export_is_enabled(
+    vx_workspace: Make,
+) -> None:
+    """Importing the SDK and an exporter costs ~150 ms: only an enabled export pays it."""
+    ws = vx_workspace(FILES)
+
+    def otel(modules: set[str]) -> set[str]:
+        return {
+            m
+            for m in modules
+            if m.startswith(("opentelemetry", "grpc", "google.protobuf", "vx_otel.tracing"))
+        }
+
+    assert ws.run_subprocess("run", "build").exit_code == 0
+    for args in (("run", "build", "--force"), ("run", "build"), ("--version",)):
+        modules, _ = _imported(ws, *args)
+        assert "vx_otel.options" not in modules
+        assert otel(modules) == set(), f"vx {' '.join(args)} imported {sorted(otel(modules))}"
+    # The same check sees the import when export is on (here to a port nothing listens on).
+    os.environ["VX_OTEL__FLUSH_TIMEOUT"] = "0"
+    try:
+        enabled, _ = _imported(ws, "run", "build", "--otel")
+    finally:
+        del os.environ["VX_OTEL__FLUSH_TIMEOUT"]
+    assert "opentelemetry.sdk.trace" in enabled
+    assert "grpc" not in enabled  # the gRPC exporter only for protocol = "grpc"
+
+
 def test_an_unreadable_workspace_cache_is_rebuilt(vx_workspace: Make) -> None:
     ws = vx_workspace(FILES)
     assert ws.run("run", "build", "--dry=json").exit_code == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import vx
@@ -39,6 +40,19 @@ def vx_addoption(parser: _Parser) -> None:
     )
 
 
+def enabled_by(section: Any, option: Any, environ: Mapping[str, str]) -> str | None:
+    """What enabled export for this invocation (named in messages), or None when it is off.
+
+    ``OTEL_SDK_DISABLED=true`` turns it off whatever enabled it, as the OTel spec says."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    if getattr(option, "otel", False):
+        return "--otel"
+    if section.enabled:
+        return "VX_OTEL__ENABLED" if "VX_OTEL__ENABLED" in environ else "[tool.vx.otel] enabled"
+    return None
+
+
 @vx.hookimpl
 def vx_configure(config: Config) -> None:
     """When export is enabled for this ``vx run``, check the options and the SDK before any
@@ -46,12 +60,12 @@ def vx_configure(config: Config) -> None:
     option = config.option
     if getattr(option, "command", None) != "run" or getattr(option, "dry", None):
         return
-    from vx_otel.options import enabled_by, resolve
-
     section = config.section("otel")
     source = enabled_by(section, option, os.environ)
     if source is None:
         return
+    from vx_otel.options import resolve
+
     options = resolve(section, os.environ)
     try:
         from vx_otel.tracing import RunExporter

@@ -19,7 +19,6 @@ __all__ = [
     "ExportOptions",
     "check_endpoint",
     "check_header_name",
-    "enabled_by",
     "parse_headers",
     "resolve",
 ]
@@ -159,14 +158,3 @@ def resolve(section: Any, environ: Mapping[str, str]) -> ExportOptions:
         export_commands=bool(section.export_commands),
         log_tail=int(section.log_tail),
     )
-
-
-def enabled_by(section: Any, option: Any, environ: Mapping[str, str]) -> str | None:
-    """What enabled export for this invocation (for messages), or None when it is off."""
-    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return None
-    if getattr(option, "otel", False):
-        return "--otel"
-    if section.enabled:
-        return "[tool.vx.otel] enabled" if "VX_OTEL__ENABLED" not in environ else "VX_OTEL__ENABLED"
-    return None

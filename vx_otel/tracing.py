@@ -77,10 +77,19 @@ class _Problems(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.last: str | None = None
+        self.transient: str | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith("opentelemetry.exporter") and record.levelno >= logging.ERROR:
+        if not record.name.startswith("opentelemetry.exporter"):
+            return
+        if record.levelno >= logging.ERROR:
             self.last = record.getMessage()
+        elif (message := record.getMessage()).startswith("Transient error "):
+            # "Transient error <cause> encountered while exporting ..., retrying in 1.0s.
+            # [Error details: <details>]" (HTTP and gRPC exporters): keep cause and details.
+            cause = message.removeprefix("Transient error ").split(" encountered while")[0]
+            details = message.partition("Error details: ")[2]
+            self.transient = f"{cause}: {details}" if details else cause
 
 
 class _Watched(SpanExporter):
@@ -290,9 +299,12 @@ class RunExporter:
         worker.start()
         timeout = self.options.flush_timeout
         if not done.wait(timeout):
+            cause = self.problems.last or self.problems.transient
             vx.warning(
                 f"otel: the trace was not fully sent to {self.endpoint} within {timeout:g}s "
-                "(flush_timeout); the rest is dropped, the run is not affected",
+                "(flush_timeout)"
+                + (f" (last error: {cause[:300]})" if cause else "")
+                + "; the rest is dropped, the run is not affected",
                 once=False,
             )
             return
