@@ -67,15 +67,15 @@ def vx_configure(config: Config) -> None:
     from vx_otel.options import resolve
 
     options = resolve(section, os.environ)
-    try:
-        from vx_otel.tracing import RunExporter
+    from vx_otel.deferred import DeferredExporter, missing_module
 
-        exporter = RunExporter(options)
-    except ImportError as exc:
+    missing = missing_module(options)
+    if missing is not None:
         raise vx.PluginError(
             f"OpenTelemetry export is enabled ({source}) but the OpenTelemetry SDK is not "
-            f"installed ({exc}); fix: {_INSTALL}"
-        ) from None
+            f"installed (no module {missing}); fix: {_INSTALL}"
+        )
+    exporter = DeferredExporter(options)
     config.stash[_STASH] = exporter
     config.pluginmanager.register(exporter, name=_STASH)
 

@@ -197,7 +197,8 @@ def _ns(seconds: float) -> int:
 
 
 class RunExporter:
-    """The ``otel.exporter`` plugin: registered for one ``vx run`` when export is enabled."""
+    """Builds one run's trace from vx's events; the registered plugin that calls it is
+    :class:`~vx_otel.deferred.DeferredExporter`."""
 
     def __init__(self, options: ExportOptions) -> None:
         self.options = options
@@ -215,13 +216,15 @@ class RunExporter:
 
     # -- the run -------------------------------------------------------------------
 
-    @vx.hookimpl
     def vx_run_start(self, run: RunInfo, graph: TaskGraph, config: Config) -> None:
         self.graph = graph
         self.provider = TracerProvider(
             resource=_resource(self.options, graph.workspace.root), shutdown_on_exit=False
         )
-        self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
+        # Batches leave every half second during the run, so the wait at the end is short.
+        self.provider.add_span_processor(
+            BatchSpanProcessor(self.exporter, schedule_delay_millis=500)
+        )
         self.tracer = self.provider.get_tracer("vx_otel", vx.__version__)
         pipeline = " ".join(["vx", "run", *run.task_names])
         # vx started by an instrumented parent (a CI job, a script): the run nests under it.
@@ -249,7 +252,6 @@ class RunExporter:
         )
         self.run_context = trace.set_span_in_context(self.run_span)
 
-    @vx.hookimpl
     def vx_run_finish(self, run: RunInfo, config: Config) -> None:
         span = self.run_span
         if span is None:
@@ -346,11 +348,9 @@ class RunExporter:
         self.contexts[task.id] = span.get_span_context()
         return span
 
-    @vx.hookimpl
     def vx_task_start(self, task: Task, run: RunInfo) -> None:
         self._start(task, run)
 
-    @vx.hookimpl
     def vx_task_cache(self, task: Task, status: str, details: Mapping[str, object]) -> None:
         span = self.spans.get(task.id)
         if span is None:
@@ -373,7 +373,6 @@ class RunExporter:
         if isinstance(saved, int | float):
             span.set_attribute("vx.cache.time_saved_ms", float(saved))
 
-    @vx.hookimpl
     def vx_wrap_command(self, task: Task, spec: CommandSpec, config: Config) -> CommandSpec | None:
         """``TRACEPARENT``/``TRACESTATE`` for the task's process (after its key is computed,
         so a new trace id never changes a key)."""
@@ -390,7 +389,6 @@ class RunExporter:
             env[key.upper()] = value
         return type(spec)(argv=spec.argv, cwd=spec.cwd, env=env)
 
-    @vx.hookimpl
     def vx_task_finish(self, result: TaskResult, run: RunInfo) -> None:
         task = result.task
         span = self.spans.pop(task.id, None)
@@ -420,7 +418,6 @@ class RunExporter:
                 span.add_event("vx.task.log", {"vx.log.tail": text})
         span.end()
 
-    @vx.hookimpl
     def vx_cache_upload(
         self, task: Task, layer: str, key: str, duration_ms: float, error: str | None
     ) -> None:

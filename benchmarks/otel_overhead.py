@@ -1,0 +1,100 @@
+"""Overhead of OpenTelemetry export (``vx_otel``) on a generated workspace, against a live
+receiver.
+
+Generates the benchmark monorepo (200 projects = 400 tasks by default, see ``generate.py``),
+then alternates runs with export off and on, ``--rounds`` times each, for two scenarios:
+``--force`` (every task executes, outputs re-archived) and a full cache hit. Prints the median
+wall times and the relative overhead as JSON.
+
+    python benchmarks/otel_overhead.py /tmp/otel-bench --phoenix      # start Phoenix (tests'
+                                                                      # installer and launcher)
+    python benchmarks/otel_overhead.py /tmp/otel-bench --endpoint http://127.0.0.1:4318
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from generate import Shape, generate
+
+
+def wall(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    completed = subprocess.run(
+        argv, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=1800
+    )
+    elapsed = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {completed.returncode}:\n{completed.stderr}")
+    if "warning" in completed.stderr:
+        raise RuntimeError(f"export problem:\n{completed.stderr}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--projects", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--endpoint", help="OTLP/HTTP base URL of a running receiver")
+    parser.add_argument("--phoenix", action="store_true", help="start Arize Phoenix for the run")
+    args = parser.parse_args()
+    phoenix = None
+    if args.phoenix:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from otlp_servers import install_phoenix, start_phoenix
+
+        phoenix = start_phoenix(install_phoenix(), args.out.with_name(args.out.name + "-phoenix"))
+        endpoint = phoenix.url
+    elif args.endpoint:
+        endpoint = args.endpoint
+    else:
+        parser.error("give --endpoint URL or --phoenix")
+    try:
+        repo = generate(args.out, Shape(projects=args.projects))
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("VX_", "OTEL_"))}
+        off = {**base, "VX_CACHE_DIR": str(args.out / ".vx-cache")}
+        on = {
+            **off,
+            "VX_OTEL__ENABLED": "1",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_RESOURCE_ATTRIBUTES": "openinference.project.name=vx-overhead",
+        }
+        argv = [sys.executable, "-m", "vx", "run", "build", "test"]
+        wall(argv, repo, off)  # populate the cache and the start-up caches
+        wall(argv, repo, on)
+        results: dict[str, dict[str, float]] = {}
+        for scenario, extra in (("force", ["--force"]), ("full_hit", [])):
+            times: dict[str, list[float]] = {"off": [], "on": []}
+            for _ in range(args.rounds):
+                times["off"].append(wall([*argv, *extra], repo, off))
+                times["on"].append(wall([*argv, *extra], repo, on))
+            median_off = statistics.median(times["off"])
+            median_on = statistics.median(times["on"])
+            results[scenario] = {
+                "off_s": round(median_off, 3),
+                "on_s": round(median_on, 3),
+                "overhead_s": round(median_on - median_off, 3),
+                "overhead_pct": round(100 * (median_on - median_off) / median_off, 1),
+                "rounds": args.rounds,
+            }
+        document = {"tasks": 2 * args.projects, "endpoint": endpoint, "results": results}
+        if phoenix is not None:
+            spans = phoenix.wait_spans("vx-overhead", (2 * args.projects + 1) * 2, timeout=30)
+            document["spans_stored_in_phoenix"] = len(spans)
+        print(json.dumps(document, indent=2))
+    finally:
+        if phoenix is not None:
+            phoenix.stop()
+
+
+if __name__ == "__main__":
+    main()
