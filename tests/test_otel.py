@@ -24,12 +24,13 @@ from typing import Any
 
 import pytest
 
-pytest.register_assert_rewrite("otlp_servers")
+pytest.register_assert_rewrite("otlp_servers", "remote_servers")
 from otlp_servers import FakeCollector, Phoenix, closed_port_url  # noqa: E402
+from remote_servers import FakeRemote  # noqa: E402
 
 from vx.testing import RunResult, VxWorkspace  # noqa: E402
 
-pytest_plugins = ["otlp_servers"]
+pytest_plugins = ["otlp_servers", "remote_servers"]
 
 Make = Callable[[dict[str, Any]], VxWorkspace]
 
@@ -227,6 +228,33 @@ def test_cache_hits_and_skipped_tasks_are_spans_too(
     assert spans["app#build"]["parent_id"] == spans["RUN vx run build"]["span_id"]
 
 
+def test_remote_cache_uploads_are_child_spans_of_their_task(
+    vx_workspace: Make, collector: FakeCollector, fake_remote: FakeRemote
+) -> None:
+    ws = vx_workspace(
+        {
+            "pyproject.toml": (
+                '[tool.vx]\nmembers = ["p"]\n[tool.vx.remote]\n'
+                f'url = "{fake_remote.url}"\nteam = "acme"\n'
+            ),
+            "p/pyproject.toml": (
+                '[project]\nname = "p"\n[tool.vx.tasks.build]\n'
+                'cmd = "mkdir -p dist && echo x > dist/x"\noutputs = ["dist/**"]\n'
+            ),
+        }
+    )
+    env = _export_env(collector.url, "upload", VX_REMOTE_CACHE_TOKEN=fake_remote.token)
+    result = ws.run("run", "build", env=env)
+    assert result.exit_code == 0, result.output
+    assert fake_remote.count("PUT") == 1
+    spans = _by_name(collector.spans)
+    upload = spans["vx.cache.upload remote"]
+    assert upload["parent_id"] == spans["p#build"]["span_id"]
+    assert upload["attributes"]["vx.cache.layer"] == "remote"
+    assert upload["attributes"]["vx.task.key"] == result.task("p#build")["hash"]
+    assert upload["status"] == 0  # UNSET: it worked
+
+
 def test_traceparent_never_enters_keys_dry_runs_or_why(
     vx_workspace: Make, collector: FakeCollector
 ) -> None:
@@ -261,6 +289,38 @@ def test_traceparent_never_enters_keys_dry_runs_or_why(
     assert dry["tasks"][0]["cache"]["status"] == "hit"
     assert "TRACEPARENT" not in json.dumps(dry)
     assert traceparent not in json.dumps(dry)
+
+
+def test_git_checkouts_are_described_by_vcs_resource_attributes(
+    vx_workspace: Make, collector: FakeCollector
+) -> None:
+    import subprocess
+
+    ws = vx_workspace(
+        {
+            "pyproject.toml": '[tool.vx]\nmembers = ["p"]\n',
+            "p/pyproject.toml": '[project]\nname = "p"\n[tool.vx.tasks.t]\ncmd = "true"\n',
+        }
+    )
+    for args in (
+        ["init", "-q", "-b", "feature/x"],
+        ["remote", "add", "origin", "https://ci:hunter2@git.example.com/acme/mono.git"],
+        ["add", "-A"],
+        ["-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "c"],
+    ):
+        subprocess.run(["git", *args], cwd=ws.path, check=True, capture_output=True)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ws.path, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert ws.run("run", "t", env=_export_env(collector.url, "git")).exit_code == 0
+    resource = collector.exports[0].resource
+    assert resource["vcs.ref.head.revision"] == head
+    assert resource["vcs.ref.head.name"] == "feature/x"
+    assert resource["vcs.repository.url.full"] == "https://git.example.com/acme/mono.git"
+    assert resource["vcs.repository.name"] == "mono"
+    assert resource["service.name"] == "vx"
+    assert resource["openinference.project.name"] == "git"  # OTEL_RESOURCE_ATTRIBUTES
+    assert "hunter2" not in json.dumps(resource)
 
 
 def test_vx_started_under_a_traceparent_nests_its_run(
