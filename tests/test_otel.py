@@ -420,7 +420,7 @@ def test_a_grpc_collector_that_is_down_changes_nothing_but_one_warning(
         ('protocol = "http/json"', {}, "tool.vx.otel.protocol"),
         ('endpoint = "localhost:4318"', {}, "tool.vx.otel.endpoint"),
         ('endpoint = "http://collector:99999"', {}, "tool.vx.otel.endpoint"),
-        ('headers = { "bad header" = "x" }', {}, "tool.vx.otel.headers"),
+        ('headers = { "bad header" = "SECRETVALUE" }', {}, "tool.vx.otel.headers"),
         ("", {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL"),
         ("", {"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT"),
         (

@@ -45,24 +45,22 @@ class ExportOptions:
 
 def check_endpoint(url: str) -> str:
     """``url`` if it is an absolute http(s) URL with a host (and a valid port), else ValueError."""
+    expected = "expected http(s)://HOST[:PORT][/PATH], e.g. http://localhost:4318"
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise ValueError(f"{url!r} is not a valid URL ({exc})") from None
+        raise ValueError(f"not a valid URL ({exc}; {expected}), got {url!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
-        raise ValueError(
-            f"{url!r} is not a valid collector URL; expected http(s)://HOST[:PORT][/PATH], "
-            "e.g. http://localhost:4318"
-        )
+        raise ValueError(f"not a valid collector URL ({expected}), got {url!r}")
     if port == 0:
-        raise ValueError(f"{url!r}: port 0 is not a valid port")
+        raise ValueError(f"port 0 is not a valid port, got {url!r}")
     return url
 
 
 def check_header_name(name: str) -> str:
     if not _TOKEN.match(name):
-        raise ValueError(f"{name!r} is not a valid HTTP header name")
+        raise ValueError(f"not a valid HTTP header name, got {name!r}")
     return name
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from vx_otel.options import check_endpoint, check_header_name
+
+#: Validated on its own, so that an error names the header and never shows its value.
+HeaderName = Annotated[str, AfterValidator(check_header_name)]
 
 
 class OtelSettings(BaseModel):
@@ -22,7 +25,7 @@ class OtelSettings(BaseModel):
     protocol: Literal["http/protobuf", "grpc"] | None = None
     """Default: ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL``, ``OTEL_EXPORTER_OTLP_PROTOCOL``,
     then ``http/protobuf``."""
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[HeaderName, str] = Field(default_factory=dict)
     """Sent with every export, over ``OTEL_EXPORTER_OTLP_(TRACES_)HEADERS``; never shown."""
     service_name: str | None = None
     """``service.name`` (default: ``OTEL_SERVICE_NAME``, then ``vx``)."""
@@ -40,11 +43,4 @@ class OtelSettings(BaseModel):
     def _endpoint(cls, value: str | None) -> str | None:
         if value is not None:
             check_endpoint(value)
-        return value
-
-    @field_validator("headers")
-    @classmethod
-    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            check_header_name(name)
         return value

@@ -301,6 +301,8 @@ class RunExporter:
         worker.start()
         timeout = self.options.flush_timeout
         if not done.wait(timeout):
+            if timeout == 0:
+                return  # asked never to wait: unsent spans are dropped silently
             cause = self.problems.last or self.problems.transient
             vx.warning(
                 f"otel: the trace was not fully sent to {self.endpoint} within {timeout:g}s "
