@@ -74,9 +74,15 @@ class DeferredExporter:
 
     @vx.hookimpl
     def vx_wrap_command(self, task: Task, spec: CommandSpec, config: Config) -> CommandSpec | None:
+        """Not an observer hook (an exception there would fail the run): a task whose trace
+        context cannot be injected just runs without it."""
         if self.exporter is None:
             return None
-        return self.exporter.vx_wrap_command(task, spec, config)
+        try:
+            return self.exporter.vx_wrap_command(task, spec, config)
+        except Exception as exc:
+            vx.warning(f"otel: no TRACEPARENT for tasks: {type(exc).__name__}: {exc}")
+            return None
 
     @vx.hookimpl
     def vx_task_finish(self, result: TaskResult, run: RunInfo) -> None:
