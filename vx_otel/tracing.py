@@ -221,10 +221,7 @@ class RunExporter:
         self.provider = TracerProvider(
             resource=_resource(self.options, graph.workspace.root), shutdown_on_exit=False
         )
-        # Batches leave every half second during the run, so the wait at the end is short.
-        self.provider.add_span_processor(
-            BatchSpanProcessor(self.exporter, schedule_delay_millis=500)
-        )
+        self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
         self.tracer = self.provider.get_tracer("vx_otel", vx.__version__)
         pipeline = " ".join(["vx", "run", *run.task_names])
         # vx started by an instrumented parent (a CI job, a script): the run nests under it.
