@@ -339,6 +339,40 @@ def test_vx_started_under_a_traceparent_nests_its_run(
     assert (run["trace_id"], run["parent_id"]) == (trace_id, parent)
 
 
+def test_an_interrupted_run_is_exported_as_a_cancellation(
+    vx_workspace: Make, collector: FakeCollector
+) -> None:
+    import signal
+    import time
+
+    ws = vx_workspace(
+        {
+            "pyproject.toml": '[tool.vx]\nmembers = ["p"]\n',
+            "p/pyproject.toml": (
+                '[project]\nname = "p"\n[tool.vx.tasks.serve]\n'
+                'cmd = "touch started; exec sleep 60"\ncache = false\n'
+            ),
+        }
+    )
+    process = ws.popen("run", "serve", env=_export_env(collector.url, "interrupt"))
+    try:
+        deadline = time.monotonic() + 60
+        while not (ws.path / "p" / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, err
+    spans = _by_name(collector.spans)
+    run = spans["RUN vx run serve"]
+    assert run["attributes"]["cicd.pipeline.result"] == "cancellation"
+    assert run["attributes"]["vx.interrupted"] is True
+    assert spans["p#serve"]["attributes"]["cicd.pipeline.task.run.result"] == "cancellation"
+
+
 def test_commands_are_exported_only_when_configured(
     vx_workspace: Make, collector: FakeCollector
 ) -> None:
