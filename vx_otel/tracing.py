@@ -43,6 +43,7 @@ __all__ = ["RunExporter", "exporter_for"]
 _RESULTS = {
     "success": "success",
     "cached": "success",
+    "flaky": "success",
     "failed": "failure",
     "skipped": "skip",
     "cancelled": "cancellation",
@@ -242,7 +243,7 @@ class RunExporter:
                 "cicd.pipeline.action.name": "RUN",
                 "cicd.pipeline.run.id": run.run_id,
                 "vx.version": vx.__version__,
-                "vx.concurrency": run.concurrency,
+                "vx.concurrency": run.concurrency or 0,
                 "vx.tasks.total": len(run.tasks),
                 "vx.workspace.root": str(graph.workspace.root),
             },
@@ -403,6 +404,7 @@ class RunExporter:
                 "vx.cache.status": str(cache.get("status", "disabled")),
                 "process.exit.code": result.exit_code,
                 "vx.duration_ms": round(result.duration_ms, 3),
+                "vx.task.attempts": result.attempts,
             }
         )
         save = cache.get("save_ms")
