@@ -373,6 +373,30 @@ def test_an_interrupted_run_is_exported_as_a_cancellation(
     assert spans["p#serve"]["attributes"]["cicd.pipeline.task.run.result"] == "cancellation"
 
 
+def test_a_task_that_passes_on_a_retry_is_a_success_with_its_attempts(
+    vx_workspace: Make, collector: FakeCollector
+) -> None:
+    ws = vx_workspace(
+        {
+            "pyproject.toml": '[tool.vx]\nmembers = ["p"]\n',
+            "p/pyproject.toml": (
+                '[project]\nname = "p"\n[tool.vx.tasks.t]\n'
+                'cmd = "test -e tried || { touch tried; exit 1; }"\nretries = 1\n'
+            ),
+        }
+    )
+    result = ws.run("run", "t", env=_export_env(collector.url, "flaky"))
+    assert result.outcomes == {"p#t": "flaky"}, result.output
+    spans = _by_name(collector.spans)
+    task = spans["p#t"]["attributes"]
+    assert task["cicd.pipeline.task.run.result"] == "success"
+    assert task["vx.task.status"] == "flaky"
+    assert task["vx.task.attempts"] == 2
+    run = spans["RUN vx run t"]["attributes"]
+    assert run["cicd.pipeline.result"] == "success"
+    assert run["vx.tasks.flaky"] == 1
+
+
 def test_commands_are_exported_only_when_configured(
     vx_workspace: Make, collector: FakeCollector
 ) -> None:
