@@ -1,6 +1,7 @@
 """The ``otel.exporter`` plugin object: registered when export is enabled, it imports the
-OpenTelemetry SDK and builds the exporter in a background thread, so that the ~150 ms import
-overlaps with planning and hashing instead of adding to the run; the first event waits for it.
+OpenTelemetry SDK and builds the exporter and the resource (``git`` calls for ``vcs.*``) in a
+background thread, so that this work overlaps with planning and hashing instead of adding to
+the run; the first event waits for it.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import vx
@@ -35,8 +37,9 @@ def missing_module(options: ExportOptions) -> str | None:
 class DeferredExporter:
     """Forwards vx's events to a :class:`~vx_otel.tracing.RunExporter` once it is built."""
 
-    def __init__(self, options: ExportOptions) -> None:
+    def __init__(self, options: ExportOptions, root: Path) -> None:
         self.options = options
+        self.root = root
         self.exporter: RunExporter | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._load, name="vx-otel-import", daemon=True)
@@ -46,7 +49,7 @@ class DeferredExporter:
         try:
             from vx_otel.tracing import RunExporter
 
-            self.exporter = RunExporter(self.options)
+            self.exporter = RunExporter(self.options, self.root)
         except Exception as exc:
             self._error = exc
 

@@ -75,7 +75,7 @@ def vx_configure(config: Config) -> None:
             f"OpenTelemetry export is enabled ({source}) but the OpenTelemetry SDK is not "
             f"installed (no module {missing}); fix: {_INSTALL}"
         )
-    exporter = DeferredExporter(options)
+    exporter = DeferredExporter(options, config.require_root())
     config.stash[_STASH] = exporter
     config.pluginmanager.register(exporter, name=_STASH)
 

@@ -201,8 +201,9 @@ class RunExporter:
     """Builds one run's trace from vx's events; the registered plugin that calls it is
     :class:`~vx_otel.deferred.DeferredExporter`."""
 
-    def __init__(self, options: ExportOptions) -> None:
+    def __init__(self, options: ExportOptions, root: Path) -> None:
         self.options = options
+        self.resource = _resource(options, root)
         self.endpoint = _redact(options.endpoint)
         self.problems = _Problems()
         _quiet_sdk_logs(self.problems)
@@ -219,9 +220,7 @@ class RunExporter:
 
     def vx_run_start(self, run: RunInfo, graph: TaskGraph, config: Config) -> None:
         self.graph = graph
-        self.provider = TracerProvider(
-            resource=_resource(self.options, graph.workspace.root), shutdown_on_exit=False
-        )
+        self.provider = TracerProvider(resource=self.resource, shutdown_on_exit=False)
         self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
         self.tracer = self.provider.get_tracer("vx_otel", vx.__version__)
         pipeline = " ".join(["vx", "run", *run.task_names])
