@@ -312,6 +312,32 @@ def _span(span: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
+def silent_port_url() -> Iterator[str]:
+    """An http URL whose server accepts connections and never answers (a hung collector,
+    for any protocol)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    server.close()
+
+
+@pytest.fixture
 def collector() -> Iterator[FakeCollector]:
     fake = FakeCollector()
     yield fake

@@ -459,14 +459,16 @@ def test_a_broken_collector_changes_nothing_but_one_warning(
     assert token not in failed.output
 
 
-def test_a_grpc_collector_that_is_down_changes_nothing_but_one_warning(
-    vx_workspace: Make,
+@pytest.mark.parametrize("fault", ["down", "hung"])
+def test_a_broken_grpc_collector_changes_nothing_but_one_warning(
+    vx_workspace: Make, fault: str, request: pytest.FixtureRequest
 ) -> None:
     ws = vx_workspace(_SIMPLE)
-    url = closed_port_url()
-    env = _export_env(url, "down", OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
+    url = closed_port_url() if fault == "down" else request.getfixturevalue("silent_port_url")
+    env = _export_env(url, fault, OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
     result = ws.run_subprocess("run", "build", env=env, timeout=60)
     assert result.exit_code == 0, result.output
+    assert result.outcomes == {"p#build": "success"}
     warnings = _warnings(result)
     assert len(warnings) == 1, result.stderr
     assert url in warnings[0]
