@@ -214,12 +214,10 @@ class RunExporter:
         self.run_context: Context | None = None
         self.spans: dict[str, trace.Span] = {}
         self.contexts: dict[str, trace.SpanContext] = {}
-        self.graph: TaskGraph | None = None
 
     # -- the run -------------------------------------------------------------------
 
     def vx_run_start(self, run: RunInfo, graph: TaskGraph, config: Config) -> None:
-        self.graph = graph
         self.provider = TracerProvider(resource=self.resource, shutdown_on_exit=False)
         self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
         self.tracer = self.provider.get_tracer("vx_otel", vx.__version__)
