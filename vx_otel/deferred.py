@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +15,16 @@ import vx
 from vx_otel.options import ExportOptions
 
 if TYPE_CHECKING:
-    from vx import CommandSpec, Config, RunInfo, Task, TaskGraph, TaskResult
+    from vx import (
+        CacheResult,
+        CacheStatus,
+        CommandSpec,
+        Config,
+        RunInfo,
+        Task,
+        TaskGraph,
+        TaskResult,
+    )
     from vx_otel.tracing import RunExporter
 
 __all__ = ["DeferredExporter", "missing_module"]
@@ -71,7 +79,7 @@ class DeferredExporter:
             self.exporter.vx_task_start(task, run)
 
     @vx.hookimpl
-    def vx_task_cache(self, task: Task, status: str, details: Mapping[str, object]) -> None:
+    def vx_task_cache(self, task: Task, status: CacheStatus, details: CacheResult) -> None:
         if self.exporter is not None:
             self.exporter.vx_task_cache(task, status, details)
 

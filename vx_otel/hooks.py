@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import vx
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from vx import Config
+    from vx import Config, Parser
+    from vx_otel.deferred import DeferredExporter
 
 
-class _Parser(Protocol):
-    def add_option(self, *flags: str, command: str | None = None, **kwargs: Any) -> None: ...
-
-
-_STASH = "otel.exporter"
+_PLUGIN = "otel.exporter"
+_EXPORTER: vx.StashKey[DeferredExporter] = vx.StashKey()
 _INSTALL = "pip install 'vx-build[otel]'"
 
 
@@ -30,7 +28,7 @@ def vx_settings_models() -> dict[str, type[BaseModel]]:
 
 
 @vx.hookimpl
-def vx_addoption(parser: _Parser) -> None:
+def vx_addoption(parser: Parser) -> None:
     parser.add_option(
         "--otel",
         action="store_true",
@@ -76,12 +74,12 @@ def vx_configure(config: Config) -> None:
             f"installed (no module {missing}); fix: {_INSTALL}"
         )
     exporter = DeferredExporter(options, config.require_root())
-    config.stash[_STASH] = exporter
-    config.pluginmanager.register(exporter, name=_STASH)
+    config.stash[_EXPORTER] = exporter
+    config.pluginmanager.register(exporter, name=_PLUGIN)
 
 
 @vx.hookimpl
 def vx_unconfigure(config: Config) -> None:
-    exporter = config.stash.pop(_STASH, None)
+    exporter = config.stash.pop(_EXPORTER, None)
     if exporter is not None:
         config.pluginmanager.unregister(exporter)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -35,7 +35,16 @@ from vx_otel.options import ExportOptions
 if TYPE_CHECKING:
     from opentelemetry.context import Context
 
-    from vx import CommandSpec, Config, RunInfo, Task, TaskGraph, TaskResult
+    from vx import (
+        CacheResult,
+        CacheStatus,
+        CommandSpec,
+        Config,
+        RunInfo,
+        Task,
+        TaskGraph,
+        TaskResult,
+    )
 
 __all__ = ["RunExporter", "exporter_for"]
 
@@ -255,7 +264,7 @@ class RunExporter:
         hits = 0
         for result in run.results.values():
             counts[result.status.value] = counts.get(result.status.value, 0) + 1
-            hits += result.cache.get("status") == "hit"
+            hits += result.cache.status == "hit"
         if run.interrupted:
             outcome = "cancellation"
         elif counts["failed"]:
@@ -348,26 +357,25 @@ class RunExporter:
     def vx_task_start(self, task: Task, run: RunInfo) -> None:
         self._start(task, run)
 
-    def vx_task_cache(self, task: Task, status: str, details: Mapping[str, object]) -> None:
+    def vx_task_cache(self, task: Task, status: CacheStatus, details: CacheResult) -> None:
         span = self.spans.get(task.id)
         if span is None:
             return
-        span.set_attribute("vx.cache.status", status)
-        source = details.get("layer")
-        if isinstance(source, str):
-            span.set_attribute("vx.cache.source", source)
-        lookup = details.get("lookup_ms")
-        if isinstance(lookup, int | float):
+        span.set_attribute("vx.cache.status", str(status))
+        if details.layer is not None:
+            span.set_attribute("vx.cache.source", details.layer)
+        lookup = details.lookup_ms
+        if lookup is not None:
             event: dict[str, Any] = {
                 "vx.cache.status": status,
                 "vx.duration_ms": round(float(lookup), 3),
             }
             span.add_event("vx.cache.lookup", event)
-        restore = details.get("restore_ms")
-        if isinstance(restore, int | float):
+        restore = details.restore_ms
+        if restore is not None:
             span.add_event("vx.cache.restore", {"vx.duration_ms": round(float(restore), 3)})
-        saved = details.get("time_saved_ms")
-        if isinstance(saved, int | float):
+        saved = details.time_saved_ms
+        if saved is not None:
             span.set_attribute("vx.cache.time_saved_ms", float(saved))
 
     def vx_wrap_command(self, task: Task, spec: CommandSpec, config: Config) -> CommandSpec | None:
@@ -398,14 +406,14 @@ class RunExporter:
             {
                 "cicd.pipeline.task.run.result": _RESULTS.get(status, status),
                 "vx.task.status": status,
-                "vx.cache.status": str(cache.get("status", "disabled")),
+                "vx.cache.status": str(cache.status),
                 "process.exit.code": result.exit_code,
                 "vx.duration_ms": round(result.duration_ms, 3),
                 "vx.task.attempts": result.attempts,
             }
         )
-        save = cache.get("save_ms")
-        if isinstance(save, int | float):
+        save = cache.save_ms
+        if save is not None:
             span.add_event("vx.cache.save", {"vx.duration_ms": round(float(save), 3)})
         if status == "failed":
             span.set_attribute("error.type", str(result.exit_code))
