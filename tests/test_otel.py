@@ -541,7 +541,10 @@ def test_runs_read_back_from_phoenix(vx_workspace: Make, phoenix: Phoenix, proto
     project = f"vx-{protocol.replace('/', '-')}-{uuid.uuid4().hex[:8]}"
     ws = vx_workspace(_files(phoenix.url, project, failing=True))
     endpoint = phoenix.url if protocol == "http/protobuf" else phoenix.grpc_url
-    env = _export_env(endpoint, project, OTEL_EXPORTER_OTLP_PROTOCOL=protocol)
+    # What is read back matters here, not how fast: a loaded machine slows Phoenix's intake.
+    env = _export_env(
+        endpoint, project, OTEL_EXPORTER_OTLP_PROTOCOL=protocol, VX_OTEL__FLUSH_TIMEOUT="60"
+    )
     result = ws.run_subprocess("run", "build", "test", env=env)
     assert result.exit_code == 3, result.output
     assert _warnings(result) == [], result.stderr
