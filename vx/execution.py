@@ -33,6 +33,10 @@ class CommandSpec:
     """Program and arguments; a string ``cmd`` becomes ``["/bin/sh", "-c", cmd]``."""
     cwd: Path
     env: dict[str, str]
+    preexec: Callable[[], None] | None = None
+    """Called in the child process after ``fork`` and just before ``exec`` (local executors;
+    an executor that cannot honour it must refuse the spec). It must only make system calls
+    prepared in advance: the child of a threaded parent cannot safely take locks."""
 
 
 class ContinueMode(StrEnum):

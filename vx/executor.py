@@ -39,6 +39,7 @@ class LocalExecutor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=spec.preexec,
             )
         except FileNotFoundError as exc:
             missing = spec.argv[0] if exc.filename in (None, spec.argv[0]) else exc.filename

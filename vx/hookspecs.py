@@ -82,6 +82,21 @@ def vx_settings_models() -> Mapping[str, type[BaseModel]] | None:
 
 
 @hookspec
+def vx_task_settings() -> Mapping[str, object] | None:
+    """Return ``{key: type}`` for plugin-owned keys of ``[tool.vx.tasks.<name>]`` tables.
+
+    Called once when the workspace is loaded from its pyproject files (not on warm
+    runs served by the workspace cache). Each type is a pydantic-compatible annotation
+    (``bool``, ``SomeModel | bool`` ...); the kernel validates the key wherever a task
+    table may hold it (projects, the root, ``[tool.vx.defaults.tasks.<name>]``, which
+    it is merged from like the built-in keys) and reports errors naming the file and
+    key. A key must not shadow a built-in task key or another plugin's key. Validated
+    values of the keys a task sets are stored, frozen (models become read-only
+    attribute views), in ``TaskDefinition.plugin_settings[key]``.
+    """
+
+
+@hookspec
 def vx_configure(config: Config) -> None:
     """Called once the command line is parsed and plugins are loaded, before the command runs.
 
