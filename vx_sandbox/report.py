@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ __all__ = ["Violation", "denied", "format_violations", "undeclared"]
 
 #: Errors a confinement produces: Landlock/seccomp (EACCES, EPERM), read-only binds (EROFS),
 #: links/renames across rule boundaries (EXDEV), an empty network namespace (ENETUNREACH).
+_PROC_PID = re.compile(r"^/proc/\d+/")
 _DENIALS = frozenset({"EACCES", "EPERM", "EROFS", "EXDEV", "ENETUNREACH"})
 
 
@@ -88,11 +90,22 @@ def _violations(
                 policy.network == "loopback" and _is_loopback(access.target)
             ):
                 continue
-            if enforced and access.error is None:
-                continue  # (bwrap: a refused or unreachable destination in the empty namespace)
+            unix_path = access.target[5:] if access.target.startswith("unix /") else None
+            if unix_path is not None and not os.path.exists(unix_path):
+                continue  # a probe for a daemon that is not there (nscd ...)
+            # Without network every attempt is denied: by the filter (EACCES) or, under
+            # bwrap, by an empty namespace where even a "successful" UDP connect leads nowhere.
             fix = _fix(policy, task_name, "net", access.target, file)
             shown = f"{access.operation} {access.target}"
             found.setdefault(("net", access.target), Violation("net", shown, shown, fix))
+            continue
+        if access.kind == "link":
+            access = Access("write", access.target, access.error)  # writes reach the source
+        if enforced and access.error in _DENIALS and _PROC_PID.match(access.target):
+            fix = "tasks see only declared environment variables; declare it in env or pass_env"
+            found.setdefault(
+                ("read", access.target), Violation("read", access.target, access.target, fix)
+            )
             continue
         if enforced:
             exists = os.path.lexists(access.target)
@@ -102,9 +115,15 @@ def _violations(
             continue  # audit: a failed probe (a missing file) or a listing is not an input
         resolved = _resolved(access.target)
         if access.kind == "write":
-            allowed = policy.may_write(resolved) or policy.may_write(access.target)
+            allowed = policy.may_write(resolved)
         elif access.kind == "list":
-            allowed = policy.may_read(resolved) or resolved in policy.listable
+            # Listing denials are reported inside the workspace only: interpreters probe
+            # many directories (sys.path entries) and carry on when they cannot list them.
+            allowed = (
+                policy.may_read(resolved)
+                or resolved in policy.listable
+                or not resolved.startswith(policy.root.rstrip("/") + "/")
+            )
         else:
             allowed = policy.may_read(resolved)
         if allowed:

@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,34 @@ class Prepared:
     created: list[tuple[str, int]] = field(default_factory=list)
     """Output paths vx created (and their ctime_ns), removed again when left unused."""
     error: str | None = None
+    started_ns: int = 0
+
+    def reset_outputs(self) -> None:
+        """Undo what a failed run created or changed in its output areas (and its tmp), so
+        that the traced re-run starts from the same state. The areas themselves stay: the
+        Landlock rules hold their inodes."""
+        for area in self.policy.output_dirs:
+            for directory, dirs, files in os.walk(area, topdown=False):
+                for name in files:
+                    path = os.path.join(directory, name)
+                    with contextlib.suppress(OSError):
+                        if os.lstat(path).st_ctime_ns >= self.started_ns:
+                            os.unlink(path)
+                for name in dirs:
+                    path = os.path.join(directory, name)
+                    with contextlib.suppress(OSError):
+                        new = os.lstat(path).st_ctime_ns >= self.started_ns
+                        if new and os.path.islink(path):
+                            os.unlink(path)
+                        elif new and not os.listdir(path):
+                            os.rmdir(path)
+        for file in self.policy.output_files:
+            with contextlib.suppress(OSError):
+                if os.lstat(file).st_ctime_ns >= self.started_ns:
+                    os.truncate(file, 0)
+        tmp = os.path.join(self.policy.tmp_base, "tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.mkdir(tmp)
 
     @property
     def trace_file(self) -> str:
@@ -197,7 +226,6 @@ class Session:
         env: dict[str, str],
         *,
         traced: bool,
-        failed_only: bool = False,
     ) -> CommandSpec:
         from vx import CommandSpec
         from vx_sandbox.trace import strace_argv, strace_path
@@ -206,7 +234,7 @@ class Session:
         if traced:
             strace = strace_path()
             assert strace is not None
-            argv = strace_argv(strace, prepared.trace_file, argv, failed_only=failed_only)
+            argv = strace_argv(strace, prepared.trace_file, argv)
         if self.backend == "audit":
             return CommandSpec(argv=argv, cwd=spec.cwd, env=env)
         if self.backend == "bwrap":
@@ -251,13 +279,13 @@ class Session:
             hint = f"vx sandbox: to see which accesses the sandbox denied, {_INSTALL_STRACE}\n"
             on_output(hint.encode())
             return
+        prepared.reset_outputs()
         traced = self._spec(
             prepared,
             prepared.original.argv,
             prepared.original,
             spec.env,
             traced=True,
-            failed_only=True,
         )
         await executor.execute(task, traced, lambda data: None)
         found = denied(self._read_trace(prepared), prepared.policy, task.name, file)
@@ -310,6 +338,7 @@ class SandboxExecutor:
             on_output(f"vx sandbox: {prepared.error}\n".encode())
             return 1
         try:
+            prepared.started_ns = time.time_ns()
             code = await self.inner.execute(task, spec, on_output)
             await self.session.finished(prepared, code, self.inner, on_output, spec)
             return code

@@ -29,16 +29,15 @@ def strace_path() -> str | None:
     return shutil.which("strace")
 
 
-def strace_argv(strace: str, trace_file: str, argv: list[str], *, failed_only: bool) -> list[str]:
+def strace_argv(strace: str, trace_file: str, argv: list[str]) -> list[str]:
     options = ["-f", "-qq", "-y", "-e", "signal=none", "-e", f"trace={TRACED}"]
-    if failed_only:
-        options.append("-Z")
     return [strace, *options, "-o", trace_file, "--", *argv]
 
 
 @dataclass(frozen=True, slots=True)
 class Access:
-    """One access: ``kind`` is read, write, exec, list or net; ``target`` an absolute path
+    """One access: ``kind`` is read, write, exec, list, link (the source of a hard link:
+    writing through the link writes it) or net; ``target`` an absolute path
     or, for ``net``, ``"tcp 127.0.0.1:80"`` / ``"unix /run/x.sock"``."""
 
     kind: str
@@ -206,9 +205,9 @@ class _Parser:
         elif name in ("mkdirat", "unlinkat", "mknodat"):
             found.append(("write", path_at(1, at(0))))
         elif name in ("rename", "link"):
-            found += [("write" if name == "rename" else "read", path_at(0)), ("write", path_at(1))]
+            found += [("write" if name == "rename" else "link", path_at(0)), ("write", path_at(1))]
         elif name in ("renameat", "renameat2", "linkat"):
-            source = "read" if name == "linkat" else "write"
+            source = "link" if name == "linkat" else "write"
             found += [(source, path_at(1, at(0))), ("write", path_at(3, at(2)))]
         elif name == "symlink":
             found.append(("write", path_at(1)))
