@@ -40,7 +40,7 @@ def bwrap_argv(bwrap: str, policy: Policy, cwd: str, argv: list[str]) -> list[st
     mounts: dict[str, list[str]] = {
         "/dev": ["--dev", "/dev"],
         "/proc": ["--proc", "/proc"],
-        "/tmp": ["--tmpfs", "/tmp"],
+        "/tmp": ["--dir", "/tmp"],  # empty: the task's TMPDIR is bound below
     }
     for path in policy.read:
         if path in mounts or not os.path.lexists(path):
@@ -58,4 +58,6 @@ def bwrap_argv(bwrap: str, policy: Policy, cwd: str, argv: list[str]) -> list[st
             mounts[path] = ["--dir", path]
     for path in sorted(mounts, key=_depth):
         args += mounts[path]
-    return [*args, "--chdir", cwd, "--", *argv]
+    # The root is bwrap's own tmpfs: read-only, so that writes outside the write areas fail
+    # (EROFS) instead of landing in a throwaway directory.
+    return [*args, "--remount-ro", "/", "--chdir", cwd, "--", *argv]

@@ -108,8 +108,12 @@ def _violations(
             )
             continue
         if enforced:
-            exists = os.path.lexists(access.target)
-            if access.error not in _DENIALS and not (access.error == "ENOENT" and exists):
+            # bwrap: what is not mounted is absent (ENOENT) though it exists on the host
+            hidden = access.error == "ENOENT" and (
+                os.path.lexists(access.target)
+                or (access.kind == "write" and os.path.isdir(os.path.dirname(access.target)))
+            )
+            if access.error not in _DENIALS and not hidden:
                 continue
         elif access.error is not None or access.kind == "list":
             continue  # audit: a failed probe (a missing file) or a listing is not an input

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Session"]
 
+#: CLOCK_REALTIME_COARSE (Linux), the clock file timestamps are taken from.
+_REALTIME_COARSE = getattr(time, "CLOCK_REALTIME_COARSE", 5)
 _INSTALL_STRACE = "install strace (Debian: apt-get install strace)"
 
 
@@ -234,7 +236,7 @@ class Session:
         if traced:
             strace = strace_path()
             assert strace is not None
-            argv = strace_argv(strace, prepared.trace_file, argv)
+            argv = strace_argv(strace, prepared.trace_file, argv, detach=self.backend != "bwrap")
         if self.backend == "audit":
             return CommandSpec(argv=argv, cwd=spec.cwd, env=env)
         if self.backend == "bwrap":
@@ -295,8 +297,10 @@ class Session:
             on_output(format_violations(f"vx sandbox: {task.id} was denied:", found, root).encode())
 
     def _read_trace(self, prepared: Prepared) -> list[Any]:
-        from vx_sandbox.trace import parse_trace
+        from vx_sandbox.trace import parse_trace, wait_for_trace
 
+        if self.backend != "bwrap":
+            wait_for_trace(prepared.trace_file)
         try:
             with open(prepared.trace_file, encoding="utf-8", errors="surrogateescape") as handle:
                 return parse_trace(handle, str(prepared.original.cwd))
@@ -338,7 +342,8 @@ class SandboxExecutor:
             on_output(f"vx sandbox: {prepared.error}\n".encode())
             return 1
         try:
-            prepared.started_ns = time.time_ns()
+            # file timestamps come from the coarse clock, which may lag time.time_ns()
+            prepared.started_ns = time.clock_gettime_ns(_REALTIME_COARSE)
             code = await self.inner.execute(task, spec, on_output)
             await self.session.finished(prepared, code, self.inner, on_output, spec)
             return code

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
-__all__ = ["Access", "parse_trace", "strace_argv", "strace_path"]
+__all__ = ["Access", "parse_trace", "strace_argv", "strace_path", "wait_for_trace"]
 
 #: The system calls that read, write, execute or reach something by name.
 TRACED = (
@@ -29,8 +30,14 @@ def strace_path() -> str | None:
     return shutil.which("strace")
 
 
-def strace_argv(strace: str, trace_file: str, argv: list[str]) -> list[str]:
-    options = ["-f", "-qq", "-y", "-e", "signal=none", "-e", f"trace={TRACED}"]
+def strace_argv(strace: str, trace_file: str, argv: list[str], *, detach: bool) -> list[str]:
+    """``strace -f`` writing to ``trace_file``. ``detach``: the tracer runs as the tracee's
+    grandchild (``-D``), so the task keeps its parent (vx) as in the untraced run; read the
+    file after :func:`wait_for_trace`. (Not under bwrap: its PID namespace ends with the
+    task, taking a detached tracer with it.)"""
+    options = ["-f", "-q", "-y", "-e", "signal=none", "-e", f"trace={TRACED}"]
+    if detach:
+        options.insert(0, "-D")
     return [strace, *options, "-o", trace_file, "--", *argv]
 
 
@@ -46,6 +53,20 @@ class Access:
     """The errno name when the call failed (``EACCES`` ...), else None."""
     operation: str = ""
     """For ``net``: connect, send or bind."""
+
+
+def wait_for_trace(trace_file: str, timeout: float = 5.0) -> None:
+    """Wait until the detached tracer has written the exit of the first traced process."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(trace_file, encoding="utf-8", errors="replace") as handle:
+                first = handle.readline().split(" ", 1)[0]
+                if first and any(line.startswith(f"{first} +++ ") for line in handle):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.01)
 
 
 _LINE = re.compile(r"^(\d+)\s+(.*)$")
