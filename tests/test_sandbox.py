@@ -13,13 +13,15 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from vx.testing import write_files
+from vx.testing import VxWorkspace, write_files
+
+Make = Callable[..., VxWorkspace]
 
 TEST_USER = "vx-sandbox-test"
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,13 +68,24 @@ class Runner:
             return [self.python, "-m", "vx"]
         # The system interpreter of the same version, with this checkout's site-packages.
         site = next(p for p in sys.path if p.endswith("site-packages"))
-        code = f"import site, runpy; site.addsitedir({site!r}); runpy.run_module('vx', run_name='__main__')"
+        code = (
+            f"import site, runpy; site.addsitedir({site!r}); "
+            "runpy.run_module('vx', run_name='__main__')"
+        )
         return [self.python, "-c", code]
 
 
 def _usable_by(uid: int, gid: int, path: str) -> bool:
     probe = subprocess.run(
-        ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", path, "-c", "import pluggy"],
+        [
+            "setpriv",
+            f"--reuid={uid}",
+            f"--regid={gid}",
+            "--clear-groups",
+            path,
+            "-c",
+            "import pluggy",
+        ],
         capture_output=True,
         check=False,
         env={"PYTHONPATH": next(p for p in sys.path if p.endswith("site-packages"))},
@@ -93,7 +106,11 @@ def _unprivileged() -> Runner:
     same_version = f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}"
     # The system interpreter first: a venv's interpreter may live under /root.
     python = next(
-        (p for p in (same_version, sys.executable) if os.path.exists(p) and _usable_by(uid, gid, p)),
+        (
+            p
+            for p in (same_version, sys.executable)
+            if os.path.exists(p) and _usable_by(uid, gid, p)
+        ),
         None,
     )
     if python is None:
@@ -309,13 +326,15 @@ def test_escapes_fail_with_a_report_naming_the_target(
             assert expected.format(**values) in text, f"{task}: report lacks target\n{text}"
         # Nothing escaped.
         escapes = "\n".join(_task_output(result.stdout, task) for task in EXPECTED)
-        assert "home-secret" not in escapes and "repo-secret" not in escapes
+        assert "home-secret" not in escapes
+        assert "repo-secret" not in escapes
         assert "env-secret-value" not in output
         assert (ws / "packages/app/src/app.txt").read_text() == "app-source\n"
         assert not (place / "home/.cache/written").exists()
         assert not (place / "shared/escaped").exists()
         assert not (ws / "packages/app/stray.txt").exists()
-        assert listeners.contacts == [] and not listeners.udp_received()
+        assert listeners.contacts == []
+        assert not listeners.udp_received()
         # Declared access works: ^ inputs, dependency outputs, the private TMPDIR, loopback.
         assert "app#declared: failed" not in result.stdout, _task_output(result.stdout, "declared")
         out = (ws / "packages/app/dist/out.txt").read_text()
@@ -349,7 +368,7 @@ def test_an_undeclared_environment_secret_does_not_reach_the_task(
             ),
             "app/pyproject.toml": (
                 '[project]\nname = "app"\n\n[tool.vx.tasks.env-secret]\n'
-                'cmd = "echo var=$VX_TEST_SECRET; tr \'\\\\0\' \'\\\\n\' < /proc/$PPID/environ"\n'
+                "cmd = \"echo var=$VX_TEST_SECRET; tr '\\\\0' '\\\\n' < /proc/$PPID/environ\"\n"
             ),
         },
     )
@@ -360,7 +379,8 @@ def test_an_undeclared_environment_secret_does_not_reach_the_task(
     assert "env-secret-value" not in output
     if backend == "landlock":
         assert result.returncode != 0, output
-        assert "was denied:" in output and "read  /proc/" in output
+        assert "was denied:" in output
+        assert "read  /proc/" in output
         assert "declare it in env or pass_env" in output
 
 
@@ -376,7 +396,7 @@ def test_a_python_task_runs_with_its_virtualenv(runner: Runner, place: Path, bac
             ),
             "app/pyproject.toml": (
                 '[project]\nname = "app"\n\n[tool.vx.tasks.test]\n'
-                'cmd = "python -c \'import venvmod, sys; print(venvmod.VALUE, sys.prefix)\'"\n'
+                "cmd = \"python -c 'import venvmod, sys; print(venvmod.VALUE, sys.prefix)'\"\n"
                 'inputs = ["src/**"]\n'
             ),
             "app/src/placeholder.txt": "",
@@ -385,7 +405,11 @@ def test_a_python_task_runs_with_its_virtualenv(runner: Runner, place: Path, bac
     venv = ws / "app" / ".venv"
     subprocess.run([runner.python, "-m", "venv", "--without-pip", str(venv)], check=True)
     purelib = subprocess.run(
-        [str(venv / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        [
+            str(venv / "bin/python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -440,8 +464,98 @@ def test_audit_lists_exactly_the_undeclared_accesses(runner: Runner, place: Path
         f'write packages/app/report.txt  (add "report.txt" to outputs of [tool.vx.tasks.build] '
         f"in {file})",
     ]
-    assert "  app#build" in report and "lib#build" not in report
+    assert "  app#build" in report
+    assert "lib#build" not in report
     # audit runs every task (it implies --force) and never confines: the write happened
     assert (ws / "packages/app/report.txt").is_file()
     again = runner.vx(ws, "run", "build", "--sandbox=audit")
     assert "sandbox audit: 1 of 2 tasks" in again.stdout
+
+
+def _simple(sandbox_table: str, task_extra: str = "") -> dict[str, str]:
+    return {
+        "pyproject.toml": f'[tool.vx]\nmembers = ["app"]\n\n{sandbox_table}',
+        "app/pyproject.toml": (
+            '[project]\nname = "app"\n\n[tool.vx.tasks.build]\n'
+            f'cmd = "echo > ran"\ninputs = []\n{task_extra}'
+        ),
+    }
+
+
+def test_required_without_a_usable_backend_fails_before_any_task_runs(vx_workspace: Make) -> None:
+    ws = vx_workspace(_simple('[tool.vx.sandbox]\nmode = "required"\nbackend = "bwrap"\n'))
+    result = ws.run_subprocess("run", "build", env={"PATH": "/nonexistent"})
+    assert result.exit_code == 78, result.output
+    assert f"{ws.path / 'pyproject.toml'}: tool.vx.sandbox.mode" in result.stderr
+    assert "apt-get install bubblewrap" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (ws.path / "app/ran").exists()
+
+
+def test_best_effort_without_a_backend_warns_once_and_runs_unconfined(vx_workspace: Make) -> None:
+    ws = vx_workspace(_simple('[tool.vx.sandbox]\nbackend = "bwrap"\n'))
+    result = ws.run_subprocess("run", "build", env={"PATH": "/nonexistent"})
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("no sandbox backend is usable") == 1
+    assert "tasks run unconfined" in result.stderr
+    assert (ws.path / "app/ran").exists()
+
+
+@pytest.mark.parametrize(
+    ("task_extra", "sandbox_table", "expected"),
+    [
+        (
+            "sandbox = { netwrk = true }\n",
+            "",
+            "app/pyproject.toml: tool.vx.tasks.build.sandbox.netwrk: unknown key 'netwrk' "
+            "(did you mean 'network'?)",
+        ),
+        (
+            'sandbox = { network = "yes" }\n',
+            "",
+            "app/pyproject.toml: tool.vx.tasks.build.sandbox.network",
+        ),
+        ("", '[tool.vx.sandbox]\nmode = "strict"\n', "pyproject.toml: tool.vx.sandbox.mode"),
+    ],
+)
+def test_invalid_sandbox_settings_name_the_file_and_key(
+    vx_workspace,
+    task_extra: str,
+    sandbox_table: str,
+    expected: str,  # type: ignore[no-untyped-def]
+) -> None:
+    ws = vx_workspace(_simple(sandbox_table, task_extra))
+    result = ws.run("run", "build")
+    assert result.exit_code == 78, result.output
+    assert expected in result.stderr
+    assert not (ws.path / "app/ran").exists()
+
+
+def _key(ws: VxWorkspace, *args: str, env: dict[str, str] | None = None) -> str:
+    result = ws.run("run", "build", "--dry=json", *args, env=env)
+    assert result.exit_code == 0, result.output
+    return str(json.loads(result.stdout)["tasks"][0]["hash"])
+
+
+def test_the_policy_is_part_of_the_key_and_the_backend_is_not(vx_workspace: Make) -> None:
+    ws = vx_workspace(_simple('[tool.vx.sandbox]\nmode = "required"\n'))
+    base = _key(ws)
+    assert _key(ws, env={"VX_SANDBOX__BACKEND": "bwrap"}) == base
+    assert _key(ws, env={"VX_SANDBOX__NETWORK": "true"}) != base
+    assert _key(ws, "--sandbox=off") != base
+    ws.write(_simple('[tool.vx.sandbox]\nmode = "required"\n', "sandbox = false\n"))
+    assert _key(ws) == _key(ws, "--sandbox=off")  # opted out: as if there were no sandbox
+    ws.write(_simple('[tool.vx.sandbox]\nmode = "required"\n', 'sandbox = { read = ["/srv"] }\n'))
+    assert _key(ws) != base
+
+
+def test_task_sandbox_settings_merge_from_workspace_defaults(vx_workspace: Make) -> None:
+    """A plugin-owned task key is a task key like the others: templates provide it."""
+    table = '[tool.vx.sandbox]\nmode = "required"\n'
+    table += "\n[tool.vx.defaults.tasks.build]\nsandbox = { network = true }\n"
+    ws = vx_workspace(_simple(table))
+    from_default = _key(ws)
+    ws.write(_simple(table, "sandbox = { network = false }\n"))
+    assert _key(ws) != from_default
+    ws.write(_simple(table, "sandbox = { network = true }\n"))
+    assert _key(ws) == from_default

@@ -10,7 +10,7 @@ import vx
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from vx import Config
+    from vx import Config, Task
     from vx.cli import Parser
 
 MODES = ("off", "best-effort", "required", "audit")
@@ -39,18 +39,37 @@ def vx_settings_models() -> Mapping[str, type[BaseModel]]:
 def vx_task_settings() -> Mapping[str, object]:
     from vx_sandbox.settings import TaskSandbox
 
-    return {"sandbox": TaskSandbox | bool}
+    return {"sandbox": TaskSandbox}
 
 
 def sandbox_mode(config: Config) -> str:
     """``--sandbox`` beats ``[tool.vx.sandbox] mode``; the table's presence means best-effort."""
-    option = getattr(config.option, "sandbox", None)
-    if option is not None:
-        return str(option)
-    configured = config.section("sandbox").mode
-    if configured is not None:
-        return str(configured)
-    return "best-effort" if "sandbox" in config.raw_settings else "off"
+    mode = config.stash.get("sandbox.mode")
+    if mode is None:
+        option = getattr(config.option, "sandbox", None)
+        configured = config.section("sandbox").mode
+        if option is not None:
+            mode = str(option)
+        elif configured is not None:
+            mode = str(configured)
+        else:
+            mode = "best-effort" if "sandbox" in config.raw_settings else "off"
+        config.stash["sandbox.mode"] = mode
+    return str(mode)
+
+
+@vx.hookimpl
+def vx_task_hash_components(task: Task, config: Config) -> dict[str, str] | None:
+    """The policy (not the backend) is part of every sandboxed task's key, for every command
+    that computes keys (``vx run``, ``vx why`` ...)."""
+    mode = sandbox_mode(config)
+    if mode == "off":
+        return None
+    from vx_sandbox.session import policy_component, task_sandboxed
+
+    if not task_sandboxed(task):
+        return None
+    return {"sandbox.policy": policy_component(config.section("sandbox"), task, mode == "audit")}
 
 
 @vx.hookimpl

@@ -215,8 +215,7 @@ def _extra(patterns: Iterable[str], base: str) -> list[str]:
 
 
 def _task_table(task: Task) -> Any:
-    value = task.definition.plugin_settings.get("sandbox")
-    return value if value is not None and value is not True else None
+    return task.definition.plugin_settings.get("sandbox")
 
 
 def build_policy(

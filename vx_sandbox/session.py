@@ -31,14 +31,14 @@ _INSTALL_STRACE = "install strace (Debian: apt-get install strace)"
 
 
 def task_sandboxed(task: Task) -> bool:
-    return task.definition.plugin_settings.get("sandbox") is not False
+    table = task.definition.plugin_settings.get("sandbox")
+    return table is None or bool(table.enabled)
 
 
 def policy_component(settings: Any, task: Task, audit: bool) -> str:
     """The policy part of the cache key: what the task may access beyond its declarations
     (which are in the key already) and whether it was confined at all. Not the backend."""
-    table = task.definition.plugin_settings.get("sandbox")
-    own = table if table is not None and table is not True else None
+    own = task.definition.plugin_settings.get("sandbox")
     network = settings.network if own is None or own.network is None else own.network
     document = {
         "audit": audit,
@@ -163,12 +163,6 @@ class Session:
         return None
 
     # -- hooks ---------------------------------------------------------------------------
-
-    @vx.hookimpl
-    def vx_task_hash_components(self, task: Task, config: Config) -> dict[str, str] | None:
-        if not task_sandboxed(task):
-            return None
-        return {"sandbox.policy": policy_component(self.settings, task, self.audit)}
 
     @vx.hookimpl(wrapper=True)
     def vx_executor(self, config: Config) -> Generator[None, Executor, Executor]:

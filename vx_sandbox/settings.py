@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 __all__ = ["Network", "SandboxSettings", "TaskSandbox"]
 
 #: ``false``: no network; ``"loopback"``: a private loopback interface only; ``true``: all.
-Network = bool | Literal["loopback"]
+Network = StrictBool | Literal["loopback"]
 
 
 class SandboxSettings(BaseModel):
@@ -31,12 +31,19 @@ class SandboxSettings(BaseModel):
 
 
 class TaskSandbox(BaseModel):
-    """``sandbox = { ... }`` in ``[tool.vx.tasks.<name>]`` (``sandbox = false`` opts out)."""
+    """``sandbox = { ... }`` in ``[tool.vx.tasks.<name>]``; ``sandbox = false`` (short for
+    ``{ enabled = false }``) opts the task out."""
 
     model_config = ConfigDict(extra="forbid")
 
+    enabled: StrictBool = True
     network: Network | None = None
     read: list[str] = Field(default_factory=list)
     """Extra paths this task may read (relative to its project, or absolute)."""
     write: list[str] = Field(default_factory=list)
     """Extra paths this task may write (relative to its project, or absolute)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _boolean(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
