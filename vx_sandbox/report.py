@@ -64,7 +64,7 @@ def _fix(policy: Policy, task_name: str, kind: str, path: str, file: str) -> str
         return f'add "{relative}" to inputs of {key} in {file}'
     if path.startswith(policy.root.rstrip("/") + "/"):
         return f'add "{relative}" to sandbox.read of {key} in {file}'
-    return f'add "{os.path.dirname(path) or path}" to read of [tool.vx.sandbox]'
+    return f'add "{path}" to read of [tool.vx.sandbox]'
 
 
 def _extra_path(path: str, policy: Policy) -> str:
@@ -138,6 +138,24 @@ def _violations(
     return list(found.values())
 
 
+def _collapse(violations: list[Violation]) -> list[Violation]:
+    """A directory the task created stands for everything written inside it."""
+    directories = {
+        v.resolved for v in violations if v.kind == "write" and os.path.isdir(v.resolved)
+    }
+    kept: list[Violation] = []
+    for violation in violations:
+        if violation.kind == "write" and any(
+            violation.resolved.startswith(d + "/") for d in directories
+        ):
+            continue
+        if violation.kind == "write" and violation.resolved in directories:
+            fix = violation.fix.replace('" to outputs', '/**" to outputs', 1)
+            violation = Violation(violation.kind, violation.target, violation.resolved, fix)
+        kept.append(violation)
+    return kept
+
+
 def denied(
     accesses: Iterable[Access], policy: Policy, task_name: str, file: str
 ) -> list[Violation]:
@@ -149,7 +167,7 @@ def undeclared(
     accesses: Iterable[Access], policy: Policy, task_name: str, file: str
 ) -> list[Violation]:
     """Successful accesses outside the declarations (audit mode)."""
-    return _violations(accesses, policy, task_name, file, enforced=False)
+    return _collapse(_violations(accesses, policy, task_name, file, enforced=False))
 
 
 def format_violations(title: str, violations: list[Violation], root: str) -> str:

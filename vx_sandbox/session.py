@@ -182,6 +182,8 @@ class Session:
         tmp = os.path.join(tmp_base, "tmp")
         os.mkdir(tmp)
         env = {**spec.env, "TMPDIR": tmp, "TMP": tmp, "TEMP": tmp}
+        # Python's bytecode cache goes to the private tmp, not next to the (read-only) sources.
+        env.setdefault("PYTHONPYCACHEPREFIX", os.path.join(tmp, "pycache"))
         try:
             policy = build_policy(task, self.graph, self.settings, env, tmp_base)
         except PolicyError as exc:
