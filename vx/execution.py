@@ -36,7 +36,13 @@ class CommandSpec:
     preexec: Callable[[], None] | None = None
     """Called in the child process after ``fork`` and just before ``exec`` (local executors;
     an executor that cannot honour it must refuse the spec). It must only make system calls
-    prepared in advance: the child of a threaded parent cannot safely take locks."""
+    prepared in advance: the child of a threaded parent cannot safely take locks. It costs a
+    full ``fork`` of vx; prefer ``confine`` where a thread-scoped setting suffices."""
+    confine: Callable[[], None] | None = None
+    """Called on a fresh thread that then starts the process and ends (local executors).
+    Thread-scoped restrictions it applies (Landlock, seccomp, ``no_new_privs``) are inherited
+    by the process, and the spawn keeps its fast path (no ``fork`` of vx); raising an
+    exception fails the task with its message."""
 
 
 class ContinueMode(StrEnum):

@@ -13,6 +13,7 @@ import os
 import platform
 from collections.abc import Callable, Iterable
 from functools import cache
+from typing import Any
 
 __all__ = ["Confinement", "abi_version", "userns_available"]
 
@@ -297,6 +298,29 @@ class Confinement:
                 ("filter", "cannot install the seccomp filter"),
             )
         }
+
+    def confine_thread(self) -> None:
+        """Restrict the calling thread (a fresh one that then starts the task: no network
+        namespace here, ``unshare`` of a user namespace needs a single-threaded process)."""
+        if self._ns_flags:
+            raise OSError(errno.EINVAL, "a network namespace needs the preexec path")
+        steps: list[tuple[str, Any, tuple[Any, ...]]] = [
+            ("no_new_privs", self._prctl, (_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)),
+            ("restrict", self._syscall, (_SYS_RESTRICT_SELF, self.fd, 0)),
+        ]
+        if self._fprog_ref is not None:
+            steps.append(
+                (
+                    "filter",
+                    self._prctl,
+                    (_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, self._fprog_ref, 0, 0),
+                )
+            )
+        for step, function, args in steps:
+            if function(*args) != 0:
+                code = ctypes.get_errno()
+                message = self._messages[step].decode().strip()
+                raise OSError(code, f"{message}: {os.strerror(code)}")
 
     def preexec(self) -> Callable[[], None]:
         """The function to run in the child between fork and exec."""

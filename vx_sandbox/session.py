@@ -251,7 +251,10 @@ class Session:
             confinement.allow(policy.listable, LIST)
             confinement.allow(policy.write, handled_fs(confinement.abi))
             prepared.confinement = confinement
-        return CommandSpec(argv=argv, cwd=spec.cwd, env=env, preexec=prepared.confinement.preexec())
+        confinement = prepared.confinement
+        if policy.network == "loopback":  # a network namespace: only in a forked child
+            return CommandSpec(argv=argv, cwd=spec.cwd, env=env, preexec=confinement.preexec())
+        return CommandSpec(argv=argv, cwd=spec.cwd, env=env, confine=confinement.confine_thread)
 
     # -- after a task -------------------------------------------------------------------
 
