@@ -593,3 +593,20 @@ def test_the_example_workspace_runs_confined_and_audit_names_an_added_read(
     confined = ws.run_subprocess("run", "test", "--filter=acme-core", env=env)
     assert confined.exit_code != 0
     assert "read  pyproject.toml" in confined.stdout
+
+
+def test_a_retried_task_is_confined_on_every_attempt(vx_workspace: Make) -> None:
+    files = _simple('[tool.vx.sandbox]\nmode = "required"\n', "")
+    files["app/pyproject.toml"] = (
+        '[project]\nname = "app"\n\n[tool.vx.tasks.build]\n'
+        'cmd = "cat $TMPDIR/seen 2>/dev/null; echo seen-before > $TMPDIR/seen; '
+        'echo attempt >> out/attempts; echo escaped > ../escaped"\n'
+        'outputs = ["out/**"]\nretries = 1\n'
+    )
+    ws = vx_workspace(files)
+    result = ws.run_subprocess("run", "build")
+    assert result.exit_code != 0
+    assert "seen-before" not in result.stdout  # a fresh TMPDIR for every attempt
+    assert not (ws.path / "escaped").exists()  # every attempt is confined
+    assert result.stdout.count("cannot create ../escaped") == 2  # two attempts
+    assert result.stdout.count("write escaped") == 3  # a report per attempt, and the summary

@@ -19,7 +19,7 @@ from vx_sandbox.report import Violation, denied, format_violations, undeclared
 if TYPE_CHECKING:
     from collections.abc import Generator
 
-    from vx import CommandSpec, Config, Executor, RunInfo, Task, TaskGraph
+    from vx import CommandSpec, Config, Executor, RunInfo, Task, TaskGraph, TaskResult
     from vx.execution import OutputCallback
     from vx_sandbox.landlock import Confinement
 
@@ -86,6 +86,9 @@ class Prepared:
             with contextlib.suppress(OSError):
                 if os.lstat(file).st_ctime_ns >= self.started_ns:
                     os.truncate(file, 0)
+        self.reset_tmp()
+
+    def reset_tmp(self) -> None:
         tmp = os.path.join(self.policy.tmp_base, "tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         os.mkdir(tmp)
@@ -193,9 +196,13 @@ class Session:
             self.prepared[task.id] = Prepared(task, policy, spec, error=message)
             return None
         prepared = Prepared(task, policy, spec, audit=self.audit)
-        self._create_outputs(prepared)
         self.prepared[task.id] = prepared
-        return self._spec(prepared, spec.argv, spec, env, traced=self.audit)
+        try:
+            self._create_outputs(prepared)
+            return self._spec(prepared, spec.argv, spec, env, traced=self.audit)
+        except OSError as exc:  # an output that cannot be created, a ruleset the kernel refuses
+            prepared.error = f"cannot confine {task.id}: {exc}"
+            return None
 
     def _create_outputs(self, prepared: Prepared) -> None:
         """Output directories and literal output files must exist to be granted."""
@@ -307,7 +314,16 @@ class Session:
             return []
 
     @vx.hookimpl
+    def vx_task_finish(self, result: TaskResult, run: RunInfo) -> None:
+        prepared = self.prepared.pop(result.task.id, None)
+        if prepared is not None:
+            prepared.cleanup()
+
+    @vx.hookimpl
     def vx_run_finish(self, run: RunInfo, config: Config) -> None:
+        for prepared in self.prepared.values():  # tasks cancelled before they finished
+            prepared.cleanup()
+        self.prepared.clear()
         root = str(config.require_root())
         out = sys.stdout
         if self.audit:
@@ -327,24 +343,24 @@ class Session:
 
 
 class SandboxExecutor:
-    """Delegates to the real executor; cleans up after each sandboxed task and reports."""
+    """Delegates to the real executor and reports denials. A task's confinement lives until
+    ``vx_task_finish`` (the kernel may retry the same spec)."""
 
     def __init__(self, inner: Executor, session: Session) -> None:
         self.inner = inner
         self.session = session
 
     async def execute(self, task: Task, spec: CommandSpec, on_output: OutputCallback) -> int:
-        prepared = self.session.prepared.pop(task.id, None)
+        prepared = self.session.prepared.get(task.id)
         if prepared is None:
             return await self.inner.execute(task, spec, on_output)
         if prepared.error is not None:
             on_output(f"vx sandbox: {prepared.error}\n".encode())
             return 1
-        try:
-            # file timestamps come from the coarse clock, which may lag time.time_ns()
-            prepared.started_ns = time.clock_gettime_ns(_REALTIME_COARSE)
-            code = await self.inner.execute(task, spec, on_output)
-            await self.session.finished(prepared, code, self.inner, on_output, spec)
-            return code
-        finally:
-            prepared.cleanup()
+        if prepared.started_ns:  # a retry: a fresh TMPDIR, as for the first attempt
+            prepared.reset_tmp()
+        # file timestamps come from the coarse clock, which may lag time.time_ns()
+        prepared.started_ns = time.clock_gettime_ns(_REALTIME_COARSE)
+        code = await self.inner.execute(task, spec, on_output)
+        await self.session.finished(prepared, code, self.inner, on_output, spec)
+        return code
