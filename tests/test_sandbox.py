@@ -610,3 +610,7 @@ def test_a_retried_task_is_confined_on_every_attempt(vx_workspace: Make) -> None
     assert not (ws.path / "escaped").exists()  # every attempt is confined
     assert result.stdout.count("cannot create ../escaped") == 2  # two attempts
     assert result.stdout.count("write escaped") == 3  # a report per attempt, and the summary
+    (denial,) = result.task("app#build")["plugin_data"]["sandbox"]  # the --summarize JSON
+    assert denial["kind"] == "write"
+    assert denial["target"] == str(ws.path / "escaped")
+    assert "sandbox.write" in denial["fix"]

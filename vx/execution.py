@@ -92,6 +92,9 @@ class TaskResult:
     slot: int | None = None
     """The concurrency slot (``0 .. concurrency - 1``) the task ran in (None: skipped).
     Hits completed before scheduling starts run in slot 0."""
+    plugin_data: dict[str, Any] = field(default_factory=dict)
+    """Facts plugins record about this execution, keyed by plugin name (the sandbox's denied
+    accesses); JSON-serialisable, written to the run summary. Set them in ``vx_task_finish``."""
 
 
 @dataclass(slots=True)

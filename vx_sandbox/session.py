@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -318,6 +319,9 @@ class Session:
         prepared = self.prepared.pop(result.task.id, None)
         if prepared is not None:
             prepared.cleanup()
+        violations = self.reports.get(result.task.id)
+        if violations:
+            result.plugin_data["sandbox"] = [dataclasses.asdict(v) for v in violations]
 
     @vx.hookimpl
     def vx_run_finish(self, run: RunInfo, config: Config) -> None:
