@@ -540,6 +540,8 @@ def _key(ws: VxWorkspace, *args: str, env: dict[str, str] | None = None) -> str:
 def test_the_policy_is_part_of_the_key_and_the_backend_is_not(vx_workspace: Make) -> None:
     ws = vx_workspace(_simple('[tool.vx.sandbox]\nmode = "required"\n'))
     base = _key(ws)
+    why = ws.run("why", "app#build", "--json")
+    assert json.loads(why.stdout)["hash"] == base  # every command computes the same key
     assert _key(ws, env={"VX_SANDBOX__BACKEND": "bwrap"}) == base
     assert _key(ws, env={"VX_SANDBOX__NETWORK": "true"}) != base
     assert _key(ws, "--sandbox=off") != base
