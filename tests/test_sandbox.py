@@ -569,7 +569,8 @@ def test_the_example_workspace_runs_confined_and_audit_names_an_added_read(
     vx_workspace: Make, backend: str
 ) -> None:
     """examples/acme declares mode = "required": lint, test and build pass confined; an
-    undeclared read added to one test is what audit mode then lists for it."""
+    undeclared read added by a new test is what audit mode then lists for it, and what the
+    confined run reports."""
     ws = vx_workspace({})
     shutil.copytree(ROOT / "examples" / "acme", ws.path, dirs_exist_ok=True)
     for stale in (*ws.path.rglob("dist"), *ws.path.rglob(".vx")):
@@ -579,22 +580,22 @@ def test_the_example_workspace_runs_confined_and_audit_names_an_added_read(
     assert result.exit_code == 0, result.output
     assert result.outcomes
     assert set(result.outcomes.values()) == {"success"}
-    test_file = ws.path / "packages/acme-core/tests/test_models.py"
-    test_file.write_text(
-        test_file.read_text()
-        + "\n\ndef test_reads_the_root_readme():\n"
-        + "    import os\n"
-        + "    assert open(os.environ['VX_WORKSPACE_ROOT'] + '/tools/../pyproject.toml').read()\n"
+    (ws.path / "packages/acme-core/tests/test_undeclared.py").write_text(
+        "import os\nimport unittest\n\n\nclass ReadsTheRoot(unittest.TestCase):\n"
+        "    def test_reads_the_root_gitignore(self):\n"
+        "        path = os.path.join(os.environ['VX_WORKSPACE_ROOT'], '.gitignore')\n"
+        "        with open(path) as handle:\n"
+        "            self.assertTrue(handle.read())\n"
     )
     audit = ws.run_subprocess("run", "test", "--sandbox=audit", "--filter=acme-core", env=env)
     assert audit.exit_code == 0, audit.output
     report = audit.stdout[audit.stdout.index("sandbox audit:") :]
     assert report.splitlines()[1] == "  acme-core#test", report
     # (the machine may add its own: a ~/.gitconfig a tool manager reads, a plugin's cache)
-    assert '    read  pyproject.toml  (add "../../pyproject.toml" to sandbox.read' in report
+    assert '    read  .gitignore  (add "../../.gitignore" to sandbox.read' in report
     confined = ws.run_subprocess("run", "test", "--filter=acme-core", env=env)
     assert confined.exit_code != 0
-    assert "read  pyproject.toml" in confined.stdout
+    assert "read  .gitignore" in confined.stdout
 
 
 def test_a_retried_task_is_confined_on_every_attempt(vx_workspace: Make) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING
 
 import vx
@@ -10,10 +10,13 @@ import vx
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from vx import Config, Task
-    from vx.cli import Parser
+    from vx import Config, Executor, Parser, Task
 
 MODES = ("off", "best-effort", "required", "audit")
+#: The effective mode of this invocation, resolved once.
+MODE = vx.StashKey[str]()
+#: Name under which the per-invocation :class:`~vx_sandbox.session.Session` is registered.
+SESSION = "sandbox-session"
 
 
 @vx.hookimpl
@@ -44,7 +47,7 @@ def vx_task_settings() -> Mapping[str, object]:
 
 def sandbox_mode(config: Config) -> str:
     """``--sandbox`` beats ``[tool.vx.sandbox] mode``; the table's presence means best-effort."""
-    mode = config.stash.get("sandbox.mode")
+    mode = config.stash.get(MODE)
     if mode is None:
         option = getattr(config.option, "sandbox", None)
         configured = config.section("sandbox").mode
@@ -54,8 +57,8 @@ def sandbox_mode(config: Config) -> str:
             mode = str(configured)
         else:
             mode = "best-effort" if "sandbox" in config.raw_settings else "off"
-        config.stash["sandbox.mode"] = mode
-    return str(mode)
+        config.stash[MODE] = mode
+    return mode
 
 
 @vx.hookimpl
@@ -74,13 +77,22 @@ def vx_task_hash_components(task: Task, config: Config) -> dict[str, str] | None
 
 @vx.hookimpl
 def vx_configure(config: Config) -> None:
-    if getattr(config.option, "command", None) != "run" or config.root is None:
-        return
+    if getattr(config.option, "sandbox", None) == "audit":
+        config.option.force = True  # every task must run to be observed
+
+
+@vx.hookimpl(wrapper=True)
+def vx_executor(config: Config) -> Generator[None, Executor, Executor]:
+    """Whatever runs tasks (``vx run``, ``vx watch`` ...) runs them through the sandbox:
+    the session is registered the first time an executor is needed."""
+    executor = yield
     mode = sandbox_mode(config)
     if mode == "off":
-        return
-    if mode == "audit":
-        config.option.force = True  # every task must run to be observed
+        return executor
     from vx_sandbox.session import Session
 
-    config.pluginmanager.register(Session(config, mode, config.section("sandbox")), "sandbox-run")
+    session = config.pluginmanager.get_plugin(SESSION)
+    if not isinstance(session, Session):
+        session = Session(config, mode, config.section("sandbox"))
+        config.pluginmanager.register(session, SESSION)
+    return session.wrap_executor(executor)

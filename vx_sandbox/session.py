@@ -18,10 +18,17 @@ from vx_sandbox.policy import Policy, PolicyError, build_policy
 from vx_sandbox.report import Violation, denied, format_violations, undeclared
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
 
-    from vx import CommandSpec, Config, Executor, RunInfo, Task, TaskGraph, TaskResult
-    from vx.execution import OutputCallback
+    from vx import (
+        CommandSpec,
+        Config,
+        Executor,
+        OutputCallback,
+        RunInfo,
+        Task,
+        TaskGraph,
+        TaskResult,
+    )
     from vx_sandbox.landlock import Confinement
 
 __all__ = ["Session"]
@@ -168,15 +175,16 @@ class Session:
 
     # -- hooks ---------------------------------------------------------------------------
 
-    @vx.hookimpl(wrapper=True)
-    def vx_executor(self, config: Config) -> Generator[None, Executor, Executor]:
-        inner = yield
+    def wrap_executor(self, inner: Executor) -> Executor:
+        """``inner`` with sandbox reporting; decides the backend (``required`` without one
+        raises here, before any task runs)."""
         self.backend = self.choose_backend()
         return SandboxExecutor(inner, self)
 
     @vx.hookimpl
     def vx_run_start(self, run: RunInfo, graph: TaskGraph, config: Config) -> None:
         self.graph = graph
+        self.reports = {}  # one run's (vx watch runs many)
 
     @vx.hookimpl(trylast=True)
     def vx_wrap_command(self, task: Task, spec: CommandSpec, config: Config) -> CommandSpec | None:
