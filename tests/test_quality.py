@@ -16,7 +16,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_clean() -> None:
-    result = _run("ruff", "check", "vx", "vx_otel", "plugins", "tests", "benchmarks")
+    result = _run("ruff", "check", "vx", "vx_otel", "vx_sandbox", "plugins", "tests", "benchmarks")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

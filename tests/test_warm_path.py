@@ -176,3 +176,17 @@ def test_a_workspace_cache_written_for_another_data_layout_is_not_loaded(
     result = ws.run("run", "build", "--dry=json")
     assert result.exit_code == 0, result.output
     assert pickle_path.read_bytes() != written  # ignored and written again for this layout
+
+
+def test_a_warm_full_hit_with_the_sandbox_enabled_stays_lean(vx_workspace: Make) -> None:
+    """Plugin-owned task keys (``sandbox = {...}``) come back from the workspace cache as
+    plain views: no pydantic, no sandbox settings models, no glob library on a full hit."""
+    files = dict(FILES)
+    files["pyproject.toml"] += '\n[tool.vx.sandbox]\nmode = "required"\n'
+    files["packages/app/pyproject.toml"] += 'sandbox = { network = "loopback" }\n'
+    ws = vx_workspace(files)
+    assert ws.run_subprocess("run", "build").exit_code == 0
+    warm, out = _imported(ws, "run", "build")
+    assert "2 cached, 2 total" in out
+    for heavy in ("pydantic", "vx_sandbox.settings", "pathspec", "asyncio", "tomllib"):
+        assert heavy not in warm, f"a warm full hit imported {heavy}"

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
 
     from vx.plugin_manager import HookRelay, VxPluginManager
-    from vx.settings import CoreSettings
+    from vx.settings import CoreSettings, TaskModels
     from vx.workspace import Workspace
     from vx.workspace_cache import WorkspaceCache
 
@@ -222,6 +222,10 @@ class Config:
         fields: dict[str, Any] = {
             name: (model, Field(default_factory=model)) for name, model in models.items()
         }
+        task_models = self.task_models
+        if task_models.plugin_keys:
+            fields["tasks"] = (dict[str, task_models.task], Field(default_factory=dict))  # type: ignore[name-defined]
+            fields["defaults"] = (task_models.defaults, Field(default_factory=task_models.defaults))
         model = create_model("VxSettings", __base__=CoreSettings, **fields)
         self.require_root()
         try:
@@ -248,6 +252,17 @@ class Config:
             self.__dict__.pop(name, None)
         if revalidate:
             self.__dict__["_cached"] = None
+
+    @cached_property
+    def task_models(self) -> TaskModels:
+        """Task schema models including plugin-owned task keys (``vx_task_settings``)."""
+        from vx.errors import PluginError
+        from vx.settings import task_models
+
+        try:
+            return task_models(self.hook.task_settings())
+        except ValueError as exc:
+            raise PluginError(str(exc)) from None
 
     def section(self, name: str) -> Any:
         """The validated ``[tool.vx.<name>]`` model of a plugin."""

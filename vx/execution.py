@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from vx.caching import CacheResult, CacheStatus
 from vx.graph import Task
@@ -33,6 +33,16 @@ class CommandSpec:
     """Program and arguments; a string ``cmd`` becomes ``["/bin/sh", "-c", cmd]``."""
     cwd: Path
     env: dict[str, str]
+    preexec: Callable[[], None] | None = None
+    """Called in the child process after ``fork`` and just before ``exec`` (local executors;
+    an executor that cannot honour it must refuse the spec). It must only make system calls
+    prepared in advance: the child of a threaded parent cannot safely take locks. It costs a
+    full ``fork`` of vx; prefer ``confine`` where a thread-scoped setting suffices."""
+    confine: Callable[[], None] | None = None
+    """Called on a fresh thread that then starts the process and ends (local executors).
+    Thread-scoped restrictions it applies (Landlock, seccomp, ``no_new_privs``) are inherited
+    by the process, and the spawn keeps its fast path (no ``fork`` of vx); raising an
+    exception fails the task with its message."""
 
 
 class ContinueMode(StrEnum):
@@ -82,6 +92,9 @@ class TaskResult:
     slot: int | None = None
     """The concurrency slot (``0 .. concurrency - 1``) the task ran in (None: skipped).
     Hits completed before scheduling starts run in slot 0."""
+    plugin_data: dict[str, Any] = field(default_factory=dict)
+    """Facts plugins record about this execution, keyed by plugin name (the sandbox's denied
+    accesses); JSON-serialisable, written to the run summary. Set them in ``vx_task_finish``."""
 
 
 @dataclass(slots=True)

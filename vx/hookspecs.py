@@ -82,6 +82,21 @@ def vx_settings_models() -> Mapping[str, type[BaseModel]] | None:
 
 
 @hookspec
+def vx_task_settings() -> Mapping[str, object] | None:
+    """Return ``{key: type}`` for plugin-owned keys of ``[tool.vx.tasks.<name>]`` tables.
+
+    Called once when the workspace is loaded from its pyproject files (not on warm
+    runs served by the workspace cache). Each type is a pydantic-compatible annotation
+    (``bool``, ``SomeModel | bool`` ...); the kernel validates the key wherever a task
+    table may hold it (projects, the root, ``[tool.vx.defaults.tasks.<name>]``, which
+    it is merged from like the built-in keys) and reports errors naming the file and
+    key. A key must not shadow a built-in task key or another plugin's key. Validated
+    values of the keys a task sets are stored, frozen (models become read-only
+    attribute views), in ``TaskDefinition.plugin_settings[key]``.
+    """
+
+
+@hookspec
 def vx_configure(config: Config) -> None:
     """Called once the command line is parsed and plugins are loaded, before the command runs.
 
@@ -186,7 +201,10 @@ def vx_wrap_command(task: Task, spec: CommandSpec, config: Config) -> CommandSpe
     Called before each spawn; implementations are chained in hook call order,
     each receiving the spec returned by the previous one. Return a new
     :class:`vx.CommandSpec`, or None to keep ``spec`` unchanged. Not called for
-    cache hits.
+    cache hits. A spec may carry ``confine`` (called on a fresh thread that then starts
+    the process: thread-scoped restrictions such as Landlock or seccomp are inherited) or
+    ``preexec`` (called in the forked child just before ``exec``); local executors honour
+    both. The same spec is used for every attempt of a retried task.
     """
 
 
@@ -243,6 +261,8 @@ def vx_task_finish(result: TaskResult, run: RunInfo) -> None:
     passed on a retry has status ``flaky``), ``start_ms`` (its start, in milliseconds
     since the run started; it ended at ``start_ms + duration_ms``) and ``slot`` (the
     concurrency slot it ran in, ``0 .. run.concurrency - 1``); both None when skipped.
+    A plugin may record JSON-serialisable facts about the execution in
+    ``result.plugin_data[<plugin name>]``; they are written to the run summary.
 
     A persistent task finishes when it is stopped or exits, not when it becomes ready; in
     ``vx watch``, a persistent task left running when its run ends finishes with that run

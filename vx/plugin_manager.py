@@ -259,6 +259,23 @@ class HookRelay:
                 models.update(mapping)
         return models
 
+    def task_settings(self) -> dict[str, object]:
+        """Plugin-owned task keys; a key declared twice is an error naming both plugins."""
+        keys: dict[str, object] = {}
+        owners: dict[str, str] = {}
+        caller = self._pm.hook.vx_task_settings
+        for impl in reversed(caller.get_hookimpls()):
+            declared = cast("Mapping[str, object] | None", impl.function()) or {}
+            for key, annotation in declared.items():
+                if key in owners:
+                    raise PluginError(
+                        f"task key '{key}' is declared by plugins '{owners[key]}' and "
+                        f"'{impl.plugin_name}'; disable one with -p no:NAME"
+                    )
+                owners[key] = impl.plugin_name
+                keys[key] = annotation
+        return keys
+
     def configure(self, config: Config) -> None:
         self._call("vx_configure", config=config)
 

@@ -14,7 +14,7 @@ from vx.workspace import ROOT_PROJECT, Project, TaskDefinition, Workspace, norma
 
 if TYPE_CHECKING:
     from vx.config import Config
-    from vx.settings import CoreSettings, TaskSettings
+    from vx.settings import CoreSettings, TaskModels, TaskSettings
 
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
 
@@ -47,7 +47,15 @@ def vx_load_workspace(root: Path, config: Config) -> Workspace:
     edges: dict[tuple[str, str], tuple[str, str]] = {}
     for name, (directory, data) in by_name.items():
         projects[name] = _project(
-            root, directory, data, name, by_name, settings, edges, locked.get(name, ())
+            root,
+            directory,
+            data,
+            name,
+            by_name,
+            settings,
+            edges,
+            locked.get(name, ()),
+            models=config.task_models,
         )
     _check_project_cycles(projects, edges)
     watch_dirs = _watch_dirs(root, settings.members)
@@ -204,18 +212,20 @@ def _project(
     settings: CoreSettings,
     edges: dict[tuple[str, str], tuple[str, str]],
     locked: tuple[str, ...] = (),
+    *,
+    models: TaskModels,
 ) -> Project:
     """The project declared in ``directory``; records where each of its edges was declared
     in ``edges`` (``(project, dependency) -> (file, key)``). ``locked``: its workspace
     dependencies according to ``uv.lock`` (when its own are dynamic)."""
     from pydantic import ValidationError
 
-    from vx.settings import ROOT_ONLY_KEYS, ProjectSettings
+    from vx.settings import ROOT_ONLY_KEYS
 
     file = directory / "pyproject.toml"
     is_root = directory == root
     if is_root:
-        project_settings = ProjectSettings(
+        project_settings = models.project(
             depends_on=settings.depends_on,
             tasks=settings.tasks,
             skip_templates=settings.skip_templates,
@@ -231,9 +241,9 @@ def _project(
                     key=f"tool.vx.{key}",
                 )
         try:
-            project_settings = ProjectSettings(**table)
+            project_settings = models.project(**table)
         except ValidationError as exc:
-            raise format_validation_error(exc, str(file), ProjectSettings) from None
+            raise format_validation_error(exc, str(file), models.project) from None
 
     dependencies: dict[str, None] = {}
     project_table = data.get("project")
@@ -264,7 +274,14 @@ def _project(
     defaults = settings.defaults.tasks
     root_file = root / "pyproject.toml"
     tasks = {
-        task: _task_definition(task, task_settings, defaults.get(task), file, root_file)
+        task: _task_definition(
+            task,
+            task_settings,
+            defaults.get(task),
+            file,
+            root_file,
+            plugin_keys=models.plugin_keys,
+        )
         for task, task_settings in project_settings.tasks.items()
     }
     for index, skipped in enumerate(project_settings.skip_templates):
@@ -286,7 +303,13 @@ def _project(
             continue
         if _template_applies(template.projects, name, is_root=is_root):
             tasks[task] = _task_definition(
-                task, type(template)(), template, root_file, root_file, inherited=True
+                task,
+                type(template)(),
+                template,
+                root_file,
+                root_file,
+                inherited=True,
+                plugin_keys=models.plugin_keys,
             )
     return Project(
         name=name,
@@ -347,6 +370,7 @@ def _task_definition(
     root_file: Path,
     *,
     inherited: bool = False,
+    plugin_keys: tuple[str, ...] = (),
 ) -> TaskDefinition:
     values: dict[str, Any] = {}
     if default is not None:
@@ -370,6 +394,13 @@ def _task_definition(
             key=f"tool.vx.tasks.{name}",
         )
     _check_persistent(name, merged, file)
+    from vx.workspace_cache import freeze_settings
+
+    plugin_settings = {
+        key: freeze_settings(getattr(merged, key))
+        for key in plugin_keys
+        if key in merged.model_fields_set
+    }
     cmd = merged.cmd if merged.cmd is None or isinstance(merged.cmd, str) else tuple(merged.cmd)
     return TaskDefinition(
         name=name,
@@ -388,6 +419,7 @@ def _task_definition(
         depends_on_template="depends_on" not in own.model_fields_set
         and default is not None
         and "depends_on" in default.model_fields_set,
+        plugin_settings=plugin_settings,
     )
 
 

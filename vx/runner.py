@@ -364,9 +364,7 @@ class Runner:
         return False
 
     @staticmethod
-    def _outcome(
-        task: Task, completed: asyncio.Task[TaskResult], slot: int | None
-    ) -> TaskResult:
+    def _outcome(task: Task, completed: asyncio.Task[TaskResult], slot: int | None) -> TaskResult:
         """The result of a finished task coroutine. The scheduler never cancels these (see
         :meth:`_stop`); should one end cancelled anyway, it is a cancelled task, not an error
         that escapes the scheduler and loses the summary."""

@@ -176,7 +176,5 @@ def log_tail(output: bytes | bytearray, lines: int = 5) -> str:
 def persistent_state(result: TaskResult, state: str) -> TaskResult:
     """Mark the result of a persistent task: never cached, ``cache.persistent`` says how it
     ended (``stopped``, ``running``, ``failed``, ``cancelled``)."""
-    result.cache = dataclasses.replace(
-        result.cache, status=CacheStatus.DISABLED, persistent=state
-    )
+    result.cache = dataclasses.replace(result.cache, status=CacheStatus.DISABLED, persistent=state)
     return result

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -21,9 +30,11 @@ __all__ = [
     "CoreSettings",
     "ProjectSettings",
     "ReadySettings",
+    "TaskModels",
     "TaskSettings",
     "TemplateSettings",
     "parse_duration",
+    "task_models",
 ]
 
 
@@ -157,6 +168,35 @@ class ProjectSettings(BaseModel):
     tasks: dict[str, TaskSettings] = Field(default_factory=dict)
     skip_templates: list[str] = Field(default_factory=list)
     """Templates (``[tool.vx.defaults.tasks.<name>]`` with ``projects``) not to apply here."""
+
+
+class TaskModels(NamedTuple):
+    """The task, template, defaults and project models, extended with plugin-owned task
+    keys."""
+
+    task: type[TaskSettings]
+    template: type[TemplateSettings]
+    defaults: type[DefaultsSettings]
+    project: type[ProjectSettings]
+    plugin_keys: tuple[str, ...]
+
+
+def task_models(plugin_keys: Mapping[str, Any]) -> TaskModels:
+    """Models accepting the plugin-owned task keys (``vx_task_settings``) besides the built-in
+    ones; each plugin key is optional and only stored when a task sets it."""
+    if not plugin_keys:
+        return TaskModels(TaskSettings, TemplateSettings, DefaultsSettings, ProjectSettings, ())
+    for key in plugin_keys:
+        if key in TemplateSettings.model_fields:
+            raise ValueError(f"plugin task key '{key}' shadows a built-in task key")
+    fields: dict[str, Any] = {key: (kind | None, None) for key, kind in plugin_keys.items()}
+    task = create_model("TaskSettings", __base__=TaskSettings, **fields)
+    template = create_model("TemplateSettings", __base__=TemplateSettings, **fields)
+    templates: tuple[Any, Any] = (dict[str, template], Field(default_factory=dict))  # type: ignore[valid-type]
+    tasks: tuple[Any, Any] = (dict[str, task], Field(default_factory=dict))  # type: ignore[valid-type]
+    defaults = create_model("DefaultsSettings", __base__=DefaultsSettings, tasks=templates)
+    project = create_model("ProjectSettings", __base__=ProjectSettings, tasks=tasks)
+    return TaskModels(task, template, defaults, project, tuple(plugin_keys))
 
 
 #: Keys only valid in the workspace root's ``[tool.vx]``.

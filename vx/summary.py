@@ -55,6 +55,7 @@ def summary_document(run: RunInfo) -> dict[str, Any]:
                 "hash": result.task.hash,
                 "command": result.task.command,
                 "dependencies": list(result.task.dependencies),
+                **({"plugin_data": result.plugin_data} if result.plugin_data else {}),
             }
         )
     return {

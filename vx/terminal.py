@@ -358,8 +358,6 @@ class TerminalReporter:
         self.out.flush()
 
 
-
-
 def scope_note(project: str) -> str:
     """The header line of a command scoped to the project it was started in."""
     return f"• scope: {project} (inferred from the current directory; -F '*' for the workspace)"

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["ROOT_PROJECT", "Project", "TaskDefinition", "Workspace", "normalize_name"]
 
@@ -47,6 +48,9 @@ class TaskDefinition:
     depends_on_template: bool = False
     """Whether ``depends_on`` comes from the root's ``[tool.vx.defaults.tasks]`` template
     (error messages then name that file and key)."""
+    plugin_settings: Mapping[str, Any] = field(default_factory=dict)
+    """Validated values of the plugin-owned task keys this task sets (``vx_task_settings``),
+    keyed by task key; models are frozen into read-only attribute views."""
 
 
 @dataclass(frozen=True, slots=True)
