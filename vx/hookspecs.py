@@ -195,6 +195,14 @@ def vx_wrap_command(task: Task, spec: CommandSpec, config: Config) -> CommandSpe
 #
 # An observer that raises is disabled for the rest of the run with one
 # warning; the run goes on. Return values are ignored.
+#
+# ``vx replay RUN_ID`` calls these same hooks, in the original order, with a
+# stored run's events (no command runs, nothing is restored or saved): then
+# ``run.replay`` is True, ``run`` and each result carry the original ids and
+# timings, and ``task.hash`` is the recorded key. Hooks that do not receive
+# ``run`` (``vx_task_cache``, ``vx_task_output``) are called between the
+# ``vx_run_start`` and ``vx_run_finish`` of that replayed run. Observers that
+# act on the world (recording, uploads, notifications) return early on a replay.
 # -------------------------------------------------------------------------
 
 
