@@ -16,6 +16,7 @@ from vx_records.events import EventError, decode_output, read_events
 
 if TYPE_CHECKING:
     from vx import Config, RunInfo, Task, TaskGraph
+    from vx_history.store import RunRecord
 
 __all__ = ["Replay", "load_record", "run_replay_command"]
 
@@ -30,8 +31,8 @@ OBSERVER_HOOKS = (
 )
 
 
-def load_record(config: Config, run_id: str | None) -> tuple[str, list[dict[str, Any]]]:
-    """``(run_id, events)`` of a stored run (the newest for None), through the run store's
+def load_record(config: Config, run_id: str | None) -> tuple[RunRecord, list[dict[str, Any]]]:
+    """``(run, events)`` of a stored run (the newest for None), through the run store's
     read API; a missing store, run or record is a :class:`vx.UsageError` naming the fix."""
     from vx_history.store import HistoryError, HistoryStore
 
@@ -59,7 +60,7 @@ def load_record(config: Config, run_id: str | None) -> tuple[str, list[dict[str,
         raise vx.UsageError(str(exc)) from None
     if not events or events[0]["event"] != "run_start":
         raise vx.UsageError(f"run {run.run_id}: the event record does not start with run_start")
-    return run.run_id, events
+    return run, events
 
 
 def rebuild(start: dict[str, Any], root: Path) -> tuple[RunInfo, TaskGraph]:
