@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from vx_history.store import SCHEMA_VERSION, HistoryStore, StoredEvents
 
 from vx.testing import VxWorkspace, snapshot_tree
-from vx_history.store import SCHEMA_VERSION, HistoryStore, StoredEvents
 
 Make = Callable[..., VxWorkspace]
 
@@ -81,7 +81,8 @@ def test_events_stream_follows_the_schema(vx_workspace: Make) -> None:
     assert result.exit_code == 4
     events = _events(ws.path / "out" / "events.ndjson")
     assert {e["v"] for e in events} == {1}
-    assert events[0]["event"] == "run_start" and events[-1]["event"] == "run_finish"
+    assert events[0]["event"] == "run_start"
+    assert events[-1]["event"] == "run_finish"
     start = events[0]
     assert start["run_id"] == result.summary["run_id"]  # type: ignore[index]
     assert {t["id"] for t in start["tasks"]} == TASKS
@@ -103,12 +104,15 @@ def test_events_stream_follows_the_schema(vx_workspace: Make) -> None:
     assert caches["core#fail"]["status"] == "miss"
     assert caches["core#fail"]["details"]["reason"]
     output = "".join(e.get("text", "") for e in events if e["event"] == "task_output")
-    assert "boom" in output and "compiling core" in output  # the hit's log is replayed
+    assert "boom" in output
+    assert "compiling core" in output
     assert events[-1]["exit_code"] == 4
     assert events[-1]["counts"] == {"cached": 1, "failed": 1, "cancelled": 1, "skipped": 1}
     # Each task's events come in lifecycle order.
     kinds = [e["event"] for e in events if e.get("task") == "core#fail"]
-    assert kinds[0] == "task_start" and kinds[1] == "task_cache" and kinds[-1] == "task_finish"
+    assert kinds[0] == "task_start"
+    assert kinds[1] == "task_cache"
+    assert kinds[-1] == "task_finish"
     times = [e["t_ms"] for e in events]
     assert times == sorted(times)
 
@@ -118,7 +122,7 @@ def test_events_to_stdout_and_without_output(vx_workspace: Make) -> None:
     result = ws.run_subprocess("-p", "no:terminal", "run", "build", "--events=-")
     assert result.exit_code == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]  # only NDJSON
-    assert [e["event"] for e in events][0] == "run_start"
+    assert next(e["event"] for e in events) == "run_start"
     assert any(e["event"] == "task_output" for e in events)
     quiet = ws.run("run", "build", "--force", "--events=e.ndjson", "--events-output=none")
     assert quiet.exit_code == 0
@@ -129,14 +133,16 @@ def test_events_to_stdout_and_without_output(vx_workspace: Make) -> None:
     # The stored record keeps the output even when the stream does not.
     with _store(ws) as store:
         stored = store.events(quiet.summary["run_id"])  # type: ignore[index]
-    assert stored is not None and b"compiling core" in stored.ndjson
+    assert stored is not None
+    assert b"compiling core" in stored.ndjson
 
 
 def test_events_to_stdout_next_to_the_terminal_is_a_usage_error(vx_workspace: Make) -> None:
     ws = vx_workspace(FILES)
     result = ws.run("run", "build", "--events=-")
     assert result.exit_code == 2
-    assert "--events=-" in result.stderr and "-p no:terminal" in result.stderr
+    assert "--events=-" in result.stderr
+    assert "-p no:terminal" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -150,7 +156,8 @@ def test_every_run_keeps_its_record_with_the_history_retention(vx_workspace: Mak
     with _store(ws) as store:
         assert store.events(ids[0]) is None  # pruned with its run
         record = store.events(ids[2])
-        assert record is not None and record.schema == 1
+        assert record is not None
+        assert record.schema == 1
         assert b'"event":"run_finish"' in record.ndjson
     db = sqlite3.connect(ws.path / ".vx" / "history.db")
     assert db.execute("SELECT count(*) FROM run_events").fetchone()[0] == 2
@@ -168,7 +175,8 @@ def test_no_record_without_the_plugin_and_a_clear_message(vx_workspace: Make) ->
     assert "no stored event record" in replay.stderr
     assert "Traceback" not in replay.stderr
     unknown = ws.run("replay", "19990101T000000-000000")
-    assert unknown.exit_code == 2 and "no run '19990101T000000-000000'" in unknown.stderr
+    assert unknown.exit_code == 2
+    assert "no run '19990101T000000-000000'" in unknown.stderr
 
 
 def test_a_version_1_store_is_migrated(vx_workspace: Make) -> None:
@@ -270,7 +278,8 @@ def test_replay_to_one_plugin_regenerates_the_summary(vx_workspace: Make) -> Non
     assert again == original
     wrong = ws.run("replay", run_id, "--to", "nosuchplugin")
     assert wrong.exit_code == 2
-    assert "nosuchplugin" in wrong.stderr and "terminalreporter" in wrong.stderr
+    assert "nosuchplugin" in wrong.stderr
+    assert "terminalreporter" in wrong.stderr
 
 
 class _Observer:
@@ -359,7 +368,8 @@ def test_report_is_one_self_contained_file(vx_workspace: Make) -> None:
     assert run_id in result.stdout
     page = (ws.path / "out" / "report.html").read_text()
     lowered = page.lower()
-    assert "<script src" not in lowered and "<link" not in lowered
+    assert "<script src" not in lowered
+    assert "<link" not in lowered
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in page
     data = json.loads(page.split('type="application/json">', 1)[1].split("</script>", 1)[0])
@@ -371,10 +381,12 @@ def test_report_is_one_self_contained_file(vx_workspace: Make) -> None:
         "core#slow": "cancelled",
         "app#test": "skipped",
     }
-    assert data["totals"]["hits"] == 1 and data["totals"]["time_saved_ms"] > 0
+    assert data["totals"]["hits"] == 1
+    assert data["totals"]["time_saved_ms"] > 0
     assert data["critical_path"][0] == "core#build"
     fail = next(t for t in data["tasks"] if t["id"] == "core#fail")
-    assert "boom" in fail["log"] and fail["cache"]["reason"]
+    assert "boom" in fail["log"]
+    assert fail["cache"]["reason"]
 
 
 def test_report_of_a_task_output_cannot_break_out_of_the_page(vx_workspace: Make) -> None:
@@ -395,7 +407,8 @@ def test_report_errors_name_the_fix(vx_workspace: Make) -> None:
     ws = vx_workspace(FILES)
     result = ws.run("report")
     assert result.exit_code == 2
-    assert "run history" in result.stderr and "Traceback" not in result.stderr
+    assert "run history" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 # -- the report in a real browser -------------------------------------------------------
@@ -552,16 +565,19 @@ def test_report_in_chromium(vx_workspace: Make, browser: Any, tmp_path: Path) ->
     browser.click('.bar[data-id="core#fail"]')
     details = browser.evaluate("document.getElementById('details').innerText")
     assert browser.evaluate("document.getElementById('task-details').dataset.id") == "core#fail"
-    assert "failed (exit 4)" in details and "boom" in details
+    assert "failed (exit 4)" in details
+    assert "boom" in details
     assert "never ran before" in details or "changed" in details  # why it missed
     browser.click('.bar[data-id="core#build"]')
     details = browser.evaluate("document.getElementById('details').innerText")
     assert "hit from local" in details
     header = browser.evaluate("document.querySelector('header').innerText")
-    assert "saved by the cache" in header and "4\ntasks" in header
+    assert "saved by the cache" in header
+    assert "4\ntasks" in header
     shot = tmp_path / "report.png"
     browser.screenshot(shot)
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 10_000
     assert browser.console_errors() == []
 
 

@@ -15,8 +15,9 @@ import vx
 from vx_records.events import EventError, decode_output, read_events
 
 if TYPE_CHECKING:
-    from vx import Config, RunInfo, Task, TaskGraph
     from vx_history.store import RunRecord
+
+    from vx import Config, RunInfo, Task, TaskGraph
 
 __all__ = ["Replay", "load_record", "run_replay_command"]
 
@@ -145,8 +146,8 @@ class Replay:
         for event in events:
             if event["event"] == "task_finish" and event.get("key"):
                 keys[event["task"]] = event["key"]
-        for task in graph:
-            task.hash = keys.get(task.id)
+        for node in graph:
+            node.hash = keys.get(node.id)
 
         def task(event: dict[str, Any]) -> Task:
             return graph[event["task"]]
