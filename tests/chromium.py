@@ -120,13 +120,14 @@ class Page:
 def chromium_page(profile: Path) -> Iterator[Page]:
     """Start headless Chromium with a fresh profile, yield its first tab, stop it."""
     profile.mkdir(parents=True, exist_ok=True)
+    port_file = profile / "DevToolsActivePort"
+    port_file.unlink(missing_ok=True)  # a profile used before holds the old port
     process = subprocess.Popen(
         [chromium_binary(), *FLAGS, f"--user-data-dir={profile}", "about:blank"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 60
         while not (port_file.is_file() and port_file.read_text().count("\n") >= 1):
             if process.poll() is not None or time.monotonic() > deadline:

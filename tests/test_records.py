@@ -385,6 +385,7 @@ def test_report_is_one_self_contained_file(vx_workspace: Make) -> None:
     assert data["totals"]["time_saved_ms"] > 0
     assert data["critical_path"][0] == "core#build"
     fail = next(t for t in data["tasks"] if t["id"] == "core#fail")
+    assert fail["p50_ms"] is None  # its history before this run: none (the run is excluded)
     assert "boom" in fail["log"]
     assert fail["cache"]["reason"]
 
@@ -559,6 +560,9 @@ def test_report_in_chromium(vx_workspace: Make, browser: Any, tmp_path: Path) ->
     browser.open((ws.path / "report.html").as_uri())
     assert browser.console_errors() == []
     assert browser.evaluate("document.querySelectorAll('#timeline .bar').length") == 4
+    assert browser.evaluate("document.querySelectorAll('#timeline .bar.s-skipped').length") == 1
+    assert browser.evaluate("document.querySelectorAll('#timeline .bar.s-cancelled').length") == 1
+    assert browser.evaluate("document.querySelectorAll('#timeline .bar.s-cached').length") == 1
     assert browser.evaluate("document.querySelectorAll('#graph-wrap .node').length") == 4
     assert "core#fail" in browser.evaluate("document.querySelector('.bar.s-failed').textContent")
     assert browser.evaluate("document.querySelectorAll('.bar.critical').length") >= 2

@@ -488,11 +488,16 @@ class HistoryStore:
         return [_stats(task_id, records) for task_id, records in sorted(by_task.items())]
 
     def durations(
-        self, *, window: int, task_ids: Iterable[str] | None = None
+        self,
+        *,
+        window: int,
+        task_ids: Iterable[str] | None = None,
+        before: float | None = None,
     ) -> dict[str, list[float]]:
         """``{task_id: [ms, ...]}``: the newest ``window`` executed durations of each task
         (of ``task_ids``, else of all), newest first: what the scheduler and the regression
-        check estimate from."""
+        check estimate from. ``before``: only runs started before that time (seconds since
+        the epoch), e.g. the history as a given run saw it."""
         durations: dict[str, list[float]] = {}
         chunks: Iterable[list[str] | None]
         if task_ids is None:
@@ -502,6 +507,8 @@ class HistoryStore:
             chunks = [wanted[start : start + 500] for start in range(0, len(wanted), 500)]
         for chunk in chunks:
             only = "" if chunk is None else f"AND t.task_id IN ({','.join('?' * len(chunk))})"
+            if before is not None:
+                only += " AND t.run IN (SELECT id FROM runs WHERE started_at < ?)"
             rows = self._db.execute(
                 f"""
                 SELECT task_id, duration_ms FROM (
@@ -511,7 +518,7 @@ class HistoryStore:
                     WHERE t.attempts > 0 AND t.status IN ('success', 'failed', 'flaky') {only}
                 ) WHERE n <= ? ORDER BY task_id, n
                 """,
-                [*(chunk or []), window],
+                [*(chunk or []), *([] if before is None else [before]), window],
             )
             for task_id, duration in rows:
                 durations.setdefault(task_id, []).append(duration)

@@ -25,6 +25,10 @@ __all__ = ["SCHEMA_VERSION", "EventError", "EventLog", "decode_output", "read_ev
 SCHEMA_VERSION = 1
 
 
+#: One encoder for every event (``json.dumps`` with options builds a new one per call).
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
 class EventError(Exception):
     """A stored or streamed event record that cannot be read."""
 
@@ -101,7 +105,7 @@ class EventLog:
 
     def _emit(self, event: str, fields: dict[str, Any], *, keep: bool = True) -> None:
         record = {"v": SCHEMA_VERSION, "event": event, "t_ms": self._t_ms(), **fields}
-        line = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+        line = _ENCODE(record)
         if self.store and keep:
             self.lines.append(line)
         if self.stream is not None and (event != "task_output" or self.stream_output):

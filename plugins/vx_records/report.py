@@ -138,12 +138,13 @@ def render(document: dict[str, Any]) -> str:
     return template.replace("__TITLE__", title).replace("__DATA__", data)
 
 
-def _p50s(config: Config, task_ids: list[str]) -> dict[str, float]:
+def _p50s(config: Config, task_ids: list[str], before: float) -> dict[str, float]:
+    """Each task's p50 over its last ``window`` executions before the run."""
     from vx_history.store import HistoryStore, percentile
 
     window = config.section("history").window
     with HistoryStore.open(config.require_root()) as store:
-        durations = store.durations(window=window, task_ids=task_ids)
+        durations = store.durations(window=window, task_ids=task_ids, before=before)
     return {task: percentile(sorted(values), 0.5) for task, values in durations.items() if values}
 
 
@@ -152,7 +153,7 @@ def run_report_command(config: Config) -> int:
     run_id = run.run_id
     ids = [entry["id"] for entry in events[0]["tasks"]]
     meta = {"git_branch": run.git_branch, "git_revision": run.git_revision, "host": run.host}
-    document = report_document(events, _p50s(config, ids), meta)
+    document = report_document(events, _p50s(config, ids, run.started_at), meta)
     page = render(document)
     path = config.invocation_dir / config.option.output
     try:
