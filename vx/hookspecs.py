@@ -56,8 +56,9 @@ def vx_addoption(parser: Parser) -> None:
     """Add command-line options.
 
     ``parser.add_option(*flags, command=None, **argparse_kwargs)`` (a
-    :class:`vx.Parser`) adds a global
-    option (``command=None``) or an option of one subcommand (``command="run"``).
+    :class:`vx.Parser`) adds a global option (``command=None``), an option of one
+    subcommand (``command="run"``), or of several (``command=("run", "replay")``: each
+    of them that is installed; observers add their options to ``vx replay`` this way).
     Options appear in ``vx --help`` / ``vx run --help`` and are read back as
     ``config.option.<dest>``. Called once per plugin after ``vx_add_commands``
     (historic: plugins registered later are called too). Returns nothing.
