@@ -608,3 +608,25 @@ def test_a_report_of_2000_tasks_stays_usable(
     browser.screenshot(tmp_path / "big.png")
     assert (tmp_path / "big.png").stat().st_size > 10_000
     assert browser.console_errors() == []
+
+
+def test_stored_output_is_bounded_per_task(vx_workspace: Make) -> None:
+    ws = vx_workspace(
+        {
+            "pyproject.toml": "[tool.vx]\n\n[tool.vx.records]\nmax_task_output = 10\n\n"
+            '[tool.vx.tasks.talk]\ncmd = "echo 0123456789abcdefghij"\n',
+        }
+    )
+    run = ws.run("run", "talk", "--events=full.ndjson")
+    assert run.exit_code == 0
+    streamed = _events(ws.path / "full.ndjson")
+    assert "".join(e.get("text", "") for e in streamed) == "0123456789abcdefghij\n"
+    stored = _events_of(ws, run.summary["run_id"])  # type: ignore[index]
+    assert "".join(e.get("text", "") for e in stored) == "0123456789"
+    finish = next(e for e in stored if e["event"] == "task_finish")
+    assert finish["output_bytes"] == 21
+    assert finish["output_dropped"] == 11
+    replay = ws.run("replay", run.summary["run_id"], "--to", "terminal")  # type: ignore[index]
+    assert replay.exit_code == 0
+    assert "talk: 0123456789" in replay.stdout
+    assert "abcdefghij" not in replay.stdout

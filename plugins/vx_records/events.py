@@ -103,14 +103,20 @@ class EventLog:
         self._stored_output: dict[str, int] = {}
         self._output_bytes: dict[str, int] = {}
 
-    def _emit(self, event: str, fields: dict[str, Any], *, keep: bool = True) -> None:
-        record = {"v": SCHEMA_VERSION, "event": event, "t_ms": self._t_ms(), **fields}
-        line = _ENCODE(record)
-        if self.store and keep:
+    def _line(self, event: str, fields: dict[str, Any]) -> str:
+        return _ENCODE({"v": SCHEMA_VERSION, "event": event, "t_ms": self._t_ms(), **fields})
+
+    def _emit(self, event: str, fields: dict[str, Any]) -> None:
+        line = self._line(event, fields)
+        if self.store:
             self.lines.append(line)
-        if self.stream is not None and (event != "task_output" or self.stream_output):
-            self.stream.write(line + "\n")
-            self.stream.flush()
+        if self.stream is not None:
+            self._write(line)
+
+    def _write(self, line: str) -> None:
+        assert self.stream is not None
+        self.stream.write(line + "\n")
+        self.stream.flush()
 
     def _t_ms(self) -> float:
         return round((time.time() - self._started_at) * 1000, 3)
@@ -144,15 +150,18 @@ class EventLog:
 
     @vx.hookimpl
     def vx_task_output(self, task: Task, data: bytes) -> None:
+        """Streamed whole (``--events-output=inline``); stored up to ``max_task_output``
+        bytes per task."""
         self._output_bytes[task.id] = self._output_bytes.get(task.id, 0) + len(data)
+        if self.stream is not None and self.stream_output:
+            self._write(self._line("task_output", {"task": task.id, **_encode_output(data)}))
         kept = self._stored_output.get(task.id, 0)
         room = self.max_task_output - kept
-        keep = room > 0
-        if keep and len(data) > room:
-            data = data[:room]
-        if keep:
-            self._stored_output[task.id] = kept + len(data)
-        self._emit("task_output", {"task": task.id, **_encode_output(data)}, keep=keep)
+        if self.store and room > 0:
+            chunk = data[:room]
+            self._stored_output[task.id] = kept + len(chunk)
+            fields = {"task": task.id, **_encode_output(chunk)}
+            self.lines.append(self._line("task_output", fields))
 
     @vx.hookimpl
     def vx_task_finish(self, result: TaskResult, run: RunInfo) -> None:
