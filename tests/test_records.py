@@ -287,12 +287,14 @@ class _Observer:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
+        self.outputs: dict[str, bytes] = {}
 
     def vx_run_start(self, run: Any) -> None:
         self.calls.append(("run_start", (run.run_id, run.started_at, run.replay)))
 
     def vx_task_finish(self, result: Any, run: Any) -> None:
         self.calls.append(("task_finish", (result.task.id, result.start_ms, result.task.hash)))
+        self.outputs[result.task.id] = result.output
 
     def vx_run_finish(self, run: Any) -> None:
         self.calls.append(("run_finish", (run.exit_code, run.replay)))
@@ -325,6 +327,8 @@ def test_an_observer_gets_the_replay_marker_and_original_timings(vx_workspace: M
         assert start_ms == finishes[task_id]["start_ms"]
         assert key == finishes[task_id]["key"]
     assert observer.calls[-1] == ("run_finish", (4, True))
+    assert b"boom" in observer.outputs["core#fail"]  # the result carries the task's output
+    assert observer.outputs["app#test"] == b""
 
 
 def _events_of(ws: VxWorkspace, run_id: str) -> list[dict[str, Any]]:

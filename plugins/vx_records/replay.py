@@ -152,6 +152,7 @@ class Replay:
         def task(event: dict[str, Any]) -> Task:
             return graph[event["task"]]
 
+        outputs: dict[str, bytearray] = {}
         for event in events:
             kind = event["event"]
             if kind == "run_start":
@@ -166,13 +167,16 @@ class Replay:
                     details=event.get("details", {}),
                 )
             elif kind == "task_output":
-                self.call("vx_task_output", task=task(event), data=decode_output(event))
+                data = decode_output(event)
+                outputs.setdefault(event["task"], bytearray()).extend(data)
+                self.call("vx_task_output", task=task(event), data=data)
             elif kind == "task_finish":
                 result = TaskResult(
                     task(event),
                     TaskStatus(event["status"]),
                     int(event["exit_code"]),
                     float(event["duration_ms"]),
+                    bytes(outputs.get(event["task"], b"")),
                     cache=dict(event.get("cache", {})),
                     attempts=int(event.get("attempts", 0)),
                     start_ms=event.get("start_ms"),
