@@ -125,7 +125,11 @@ class EventLog:
 
     @vx.hookimpl
     def vx_run_start(self, run: RunInfo, graph: TaskGraph, config: Config) -> None:
+        # One record per run: ``vx watch`` runs many in one process.
         self._started_at = run.started_at
+        self.lines = []
+        self._stored_output.clear()
+        self._output_bytes.clear()
         fields: dict[str, Any] = {
             "run_id": run.run_id,
             "started_at": run.started_at,
@@ -195,7 +199,6 @@ class EventLog:
 
             ndjson = ("\n".join(self.lines) + "\n").encode()
             config.stash[EVENTS_KEY] = StoredEvents(SCHEMA_VERSION, ndjson)
-        self.lines = []
 
 
 def read_events(ndjson: bytes, *, origin: str) -> Iterator[dict[str, Any]]:

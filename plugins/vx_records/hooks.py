@@ -47,11 +47,12 @@ def vx_addoption(parser: Parser) -> None:
 
 @vx.hookimpl(trylast=True)
 def vx_configure(config: Config) -> None:
-    """For ``vx run``: register the event log when the run store or ``--events`` wants it
-    (trylast: the terminal reporter is registered by now)."""
-    if getattr(config.option, "command", None) != "run" or getattr(config.option, "dry", None):
+    """For ``vx run`` (and each run of ``vx watch``): register the event log when the run
+    store or ``--events`` wants it (trylast: the terminal reporter is registered by now)."""
+    option = config.option
+    if getattr(option, "command", None) not in ("run", "watch") or getattr(option, "dry", None):
         return
-    target: str | None = config.option.events
+    target: str | None = getattr(option, "events", None)
     settings = config.section("records")
     history = config.pluginmanager.has_plugin("history") and config.section("history").enabled
     store = settings.store and history
@@ -79,7 +80,7 @@ def vx_configure(config: Config) -> None:
         EventLog(
             config,
             stream=stream,
-            stream_output=config.option.events_output == "inline",
+            stream_output=getattr(option, "events_output", "inline") == "inline",
             store=store,
             max_task_output=settings.max_task_output,
         ),
