@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from vx import CommandRegistry, Config, RunInfo, TaskGraph
+    from vx_history.store import StoredEvents
 
 
 @vx.hookimpl
@@ -51,10 +52,10 @@ def vx_task_priorities(graph: TaskGraph, config: Config) -> Mapping[str, float] 
 #: The slow and flaky lines of this run, printed after the terminal summary.
 _LINES: vx.StashKey[list[tuple[str, str]]] = vx.StashKey()
 
-#: ``config.stash`` key: a plugin that wants the run's event record stored with it puts a
-#: :class:`vx_history.store.StoredEvents` there in a ``tryfirst`` ``vx_run_finish``
-#: (the ``records`` plugin does).
-EVENTS_KEY = "history.events"
+#: A plugin that wants the run's event record stored with it puts a
+#: :class:`vx_history.store.StoredEvents` under this ``config.stash`` key in a ``tryfirst``
+#: ``vx_run_finish`` (the ``records`` plugin does).
+EVENTS_KEY: vx.StashKey[StoredEvents] = vx.StashKey()
 
 
 @vx.hookimpl
@@ -66,7 +67,7 @@ def vx_run_finish(run: RunInfo, config: Config) -> None:
         return
     from vx_history.recorder import record_run
 
-    config.stash[_LINES] = record_run(run, config, settings, config.stash.pop(EVENTS_KEY, None))
+    config.stash[_LINES] = record_run(run, config, settings, config.stash.pop(EVENTS_KEY))
 
 
 @vx.hookimpl

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import vx
 
@@ -12,11 +12,10 @@ if TYPE_CHECKING:
 
     from pydantic import BaseModel
 
-    from vx import Config
-    from vx.cli import Parser
+    from vx import CommandRegistry, Config, Parser
 
-#: ``config.stash`` key of the open ``--events`` file (closed at unconfigure).
-_STREAM = "records.stream"
+#: The open ``--events`` file (closed at unconfigure).
+_STREAM: vx.StashKey[IO[str]] = vx.StashKey()
 
 
 @vx.hookimpl
@@ -90,13 +89,13 @@ def vx_configure(config: Config) -> None:
 
 @vx.hookimpl
 def vx_unconfigure(config: Config) -> None:
-    stream = config.stash.pop(_STREAM, None)
+    stream = config.stash.pop(_STREAM)
     if stream is not None:
         stream.close()
 
 
 @vx.hookimpl
-def vx_add_commands(registry: Any) -> None:
+def vx_add_commands(registry: CommandRegistry) -> None:
     registry.add(
         "replay",
         help="feed a stored run's events to the observers (terminal, summary, OTel ...) "

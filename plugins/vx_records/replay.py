@@ -8,6 +8,7 @@ the hook it was recorded from, in the original order, with the original ids and 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ from vx_records.events import EventError, decode_output, read_events
 if TYPE_CHECKING:
     from vx_history.store import RunRecord
 
-    from vx import Config, RunInfo, Task, TaskGraph
+    from vx import CacheResult, Config, RunInfo, Task, TaskGraph
 
 __all__ = ["Replay", "load_record", "run_replay_command"]
 
@@ -160,12 +161,8 @@ class Replay:
             elif kind == "task_start":
                 self.call("vx_task_start", task=task(event), run=run)
             elif kind == "task_cache":
-                self.call(
-                    "vx_task_cache",
-                    task=task(event),
-                    status=event["status"],
-                    details=event.get("details", {}),
-                )
+                details = cache_result(event.get("details", {}))
+                self.call("vx_task_cache", task=task(event), status=details.status, details=details)
             elif kind == "task_output":
                 data = decode_output(event)
                 outputs.setdefault(event["task"], bytearray()).extend(data)
@@ -177,7 +174,7 @@ class Replay:
                     int(event["exit_code"]),
                     float(event["duration_ms"]),
                     bytes(outputs.get(event["task"], b"")),
-                    cache=dict(event.get("cache", {})),
+                    cache=cache_result(event.get("cache", {})),
                     attempts=int(event.get("attempts", 0)),
                     start_ms=event.get("start_ms"),
                     slot=event.get("slot"),
@@ -190,6 +187,24 @@ class Replay:
                 run.interrupted = bool(event.get("interrupted", False))
                 self.call("vx_run_finish", run=run, config=config)
         return run
+
+
+def cache_result(recorded: Mapping[str, Any]) -> CacheResult:
+    """A recorded cache mapping as the :class:`vx.CacheResult` observers receive (fields this
+    vx does not know are dropped)."""
+    from vx import CacheResult, CacheSource, CacheStatus
+
+    fields: dict[str, Any] = {
+        name: recorded[name]
+        for name in CacheResult.__dataclass_fields__
+        if recorded.get(name) is not None
+    }
+    fields["status"] = CacheStatus(fields.get("status", "disabled"))
+    if "source" in fields:
+        fields["source"] = CacheSource(fields["source"])
+    if "changes" in fields:
+        fields["changes"] = tuple(fields["changes"])
+    return CacheResult(**fields)
 
 
 def _chosen(plugin_name: str, targets: list[str]) -> bool:
