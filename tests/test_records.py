@@ -261,6 +261,8 @@ def test_replay_renders_the_run_and_touches_nothing(vx_workspace: Make) -> None:
     assert "core#fail: boom" in out
     assert "Failed:   core#fail" in out
     assert "1 cached" in out
+    original = _events_of(ws, run_id)[-1]["duration_ms"] / 1000
+    assert f"Time:     {original:.2f}s" in out  # the original run's time
     assert snapshot_tree(ws.path) == tree_before  # outputs, cache entries and index, history
     with _store(ws) as store:
         assert store.runs() == runs_before

@@ -310,7 +310,10 @@ class TerminalReporter:
         total = len(run.results)
         failed = [r.task.id for r in run.results.values() if r.status == TaskStatus.FAILED]
         flaky = [r.task.id for r in run.results.values() if r.status == TaskStatus.FLAKY]
-        elapsed = _seconds((time.monotonic() - self.started) * 1000)
+        if run.replay:  # the original run's time, not the replay's
+            elapsed = _seconds(run.duration_ms or 0.0)
+        else:
+            elapsed = _seconds((time.monotonic() - self.started) * 1000)
         out = self.out
         if self.verbosity < 0:
             self._final_line(run, counts, total, elapsed)
