@@ -63,6 +63,11 @@ def test_a_warm_full_hit_imports_no_heavy_module(vx_workspace: Make) -> None:
     # History: the run is recorded, but the scheduler is never asked for priorities.
     assert "vx_history.recorder" in warm
     assert "vx_history.scheduling" not in warm
+    # Records: the event log is kept (and stored with the run); replay and report are not
+    # loaded.
+    assert "vx_records.events" in warm
+    assert "vx_records.replay" not in warm
+    assert "vx_records.report" not in warm
     # vx init and vx mcp: their hooks modules load (always), their dependencies must not.
     for heavy in ("tomlkit", "mcp", "anyio", "vx_init.propose", "vx_mcp.server"):
         assert heavy not in warm, f"a warm full hit imported {heavy}"

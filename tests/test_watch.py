@@ -8,6 +8,7 @@ earlier write had been noticed, it would show up before or with the sentinel's c
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -444,3 +445,26 @@ def test_a_long_list_of_tasks_is_shortened(watch: Callable[..., Watch]) -> None:
     assert "p7#build and 2 more" in first
     assert len(ran(first)) == 10
     w.stop()
+
+
+def test_each_cycle_keeps_its_own_event_record(watch: Callable[..., Watch]) -> None:
+    from vx_history.store import HistoryStore
+
+    w = watch("build", "--debounce", "300ms")
+    root: Path = w.root  # type: ignore[attr-defined]
+    w.cycle()
+    edit(root / "packages/app/main.txt", "main v2\n")
+    w.cycle()
+    assert w.stop() == 130
+    with HistoryStore.open(root) as store:
+        runs = store.runs()
+        assert len(runs) == 2
+        for run in runs:
+            stored = store.events(run.run_id)
+            assert stored is not None
+            events = [json.loads(line) for line in stored.ndjson.splitlines()]
+            assert [e["event"] for e in events].count("run_start") == 1
+            assert events[0]["run_id"] == events[-1]["run_id"] == run.run_id
+        newest = [json.loads(line) for line in store.events(runs[0].run_id).ndjson.splitlines()]  # type: ignore[union-attr]
+    outputs = {e["task"] for e in newest if e["event"] == "task_output"}
+    assert "app#build" in outputs

@@ -65,10 +65,21 @@ class Parser:
     def __init__(self, commands: CommandRegistry) -> None:
         self.commands = commands
         self._options: list[tuple[str | None, tuple[str, ...], dict[str, Any]]] = []
+        self._optional_commands: set[str] = set()
 
-    def add_option(self, *flags: str, command: str | None = None, **kwargs: Any) -> None:
-        """Like ``argparse.ArgumentParser.add_argument``; ``command=None`` means global."""
-        self._options.append((command, flags, kwargs))
+    def add_option(
+        self, *flags: str, command: str | tuple[str, ...] | None = None, **kwargs: Any
+    ) -> None:
+        """Like ``argparse.ArgumentParser.add_argument``; ``command=None`` means global.
+
+        A tuple adds the option to each of those commands that exists (an observer's
+        options on both ``vx run`` and ``vx replay``, which feeds it a stored run)."""
+        if isinstance(command, tuple):
+            self._optional_commands.update(command)
+            for name in command:
+                self._options.append((name, flags, kwargs))
+        else:
+            self._options.append((command, flags, kwargs))
 
     def build(self) -> argparse.ArgumentParser:
         main = _ArgumentParser(
@@ -104,6 +115,7 @@ class Parser:
                 if flags[0].startswith("-"):
                     group.add_argument(*flags, **{**kwargs, "default": argparse.SUPPRESS})
         unknown = {c for c, _, _ in self._options if c is not None} - set(self.commands.commands)
+        unknown -= self._optional_commands
         if unknown:
             raise PluginError(f"options were added to unknown command(s): {', '.join(unknown)}")
         return main

@@ -116,6 +116,11 @@ class RunInfo:
     """The concurrency limit of the run (``-j``)."""
     summary_path: Path | None = None
     """Where the run summary JSON was written (set by the summary plugin)."""
+    replay: bool = False
+    """True when ``vx replay`` feeds a stored run to the observers: nothing runs, and every
+    field (ids, ``started_at``, each result's ``start_ms`` and ``duration_ms``) is the
+    original run's. Observers that act on the world (recording, uploads, notifications)
+    skip replays; exporters keep the original timestamps and ids."""
 
 
 @runtime_checkable

@@ -56,8 +56,9 @@ def vx_addoption(parser: Parser) -> None:
     """Add command-line options.
 
     ``parser.add_option(*flags, command=None, **argparse_kwargs)`` (a
-    :class:`vx.Parser`) adds a global
-    option (``command=None``) or an option of one subcommand (``command="run"``).
+    :class:`vx.Parser`) adds a global option (``command=None``), an option of one
+    subcommand (``command="run"``), or of several (``command=("run", "replay")``: each
+    of them that is installed; observers add their options to ``vx replay`` this way).
     Options appear in ``vx --help`` / ``vx run --help`` and are read back as
     ``config.option.<dest>``. Called once per plugin after ``vx_add_commands``
     (historic: plugins registered later are called too). Returns nothing.
@@ -213,6 +214,14 @@ def vx_wrap_command(task: Task, spec: CommandSpec, config: Config) -> CommandSpe
 #
 # An observer that raises is disabled for the rest of the run with one
 # warning; the run goes on. Return values are ignored.
+#
+# ``vx replay RUN_ID`` calls these same hooks, in the original order, with a
+# stored run's events (no command runs, nothing is restored or saved): then
+# ``run.replay`` is True, ``run`` and each result carry the original ids and
+# timings, and ``task.hash`` is the recorded key. Hooks that do not receive
+# ``run`` (``vx_task_cache``, ``vx_task_output``) are called between the
+# ``vx_run_start`` and ``vx_run_finish`` of that replayed run. Observers that
+# act on the world (recording, uploads, notifications) return early on a replay.
 # -------------------------------------------------------------------------
 
 

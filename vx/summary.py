@@ -25,7 +25,7 @@ def vx_addoption(parser: Parser) -> None:
         const="",
         default=None,
         metavar="PATH",
-        command="run",
+        command=("run", "replay"),
         help="write a run summary JSON to PATH "
         "(default: .vx/runs/<run-id>.json in the workspace root)",
     )

@@ -32,7 +32,7 @@ def vx_addoption(parser: Parser) -> None:
         "--output-logs",
         choices=["full", "new-only", "errors-only", "none"],
         default="full",
-        command="run",
+        command=("run", "replay"),
         help="task output to show: full (default), new-only (not replayed "
         "cache hits), errors-only (only failed tasks), none",
     )
@@ -40,7 +40,7 @@ def vx_addoption(parser: Parser) -> None:
         "--log-order",
         choices=["auto", "stream", "grouped"],
         default="auto",
-        command="run",
+        command=("run", "replay"),
         help="stream lines as they come, or group each task's "
         "output when it finishes (auto: grouped on GitHub Actions)",
     )
@@ -48,7 +48,7 @@ def vx_addoption(parser: Parser) -> None:
         "--log-prefix",
         choices=["auto", "task", "none"],
         default="auto",
-        command="run",
+        command=("run", "replay"),
         help="prefix streamed lines with 'project#task: ' (auto: in stream order only)",
     )
 
@@ -180,6 +180,11 @@ class TerminalReporter:
         if self.verbosity >= 0:
             projects = len({graph[id].project.name for id in run.tasks})
             names = ", ".join(run.task_names)
+            if run.replay:
+                import time
+
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at))
+                self.out.write(self._paint(f"• replay of run {run.run_id} ({when})\n", "2"))
             self.out.write(
                 self._paint(
                     f"• vx {vx.__version__}: running {names} — {len(run.tasks)} task(s) in "
@@ -305,7 +310,10 @@ class TerminalReporter:
         total = len(run.results)
         failed = [r.task.id for r in run.results.values() if r.status == TaskStatus.FAILED]
         flaky = [r.task.id for r in run.results.values() if r.status == TaskStatus.FLAKY]
-        elapsed = _seconds((time.monotonic() - self.started) * 1000)
+        if run.replay:  # the original run's time, not the replay's
+            elapsed = _seconds(run.duration_ms or 0.0)
+        else:
+            elapsed = _seconds((time.monotonic() - self.started) * 1000)
         out = self.out
         if self.verbosity < 0:
             self._final_line(run, counts, total, elapsed)

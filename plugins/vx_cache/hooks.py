@@ -55,7 +55,7 @@ def vx_cache_layers(config: Config) -> list[CacheLayer]:
 def vx_run_finish(run: RunInfo, config: Config) -> None:
     """Record hit statistics, then prune when ``max_size`` / ``max_age`` are configured."""
     store = config.stash.get(_STORE)
-    if store is None:
+    if store is None or run.replay:
         return
     hits = remote = misses = 0
     for result in run.results.values():

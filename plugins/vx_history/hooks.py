@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from vx import CommandRegistry, Config, RunInfo, TaskGraph
+    from vx_history.store import StoredEvents
 
 
 @vx.hookimpl
@@ -51,16 +52,22 @@ def vx_task_priorities(graph: TaskGraph, config: Config) -> Mapping[str, float] 
 #: The slow and flaky lines of this run, printed after the terminal summary.
 _LINES: vx.StashKey[list[tuple[str, str]]] = vx.StashKey()
 
+#: A plugin that wants the run's event record stored with it puts a
+#: :class:`vx_history.store.StoredEvents` under this ``config.stash`` key in a ``tryfirst``
+#: ``vx_run_finish`` (the ``records`` plugin does).
+EVENTS_KEY: vx.StashKey[StoredEvents] = vx.StashKey()
+
 
 @vx.hookimpl
 def vx_run_finish(run: RunInfo, config: Config) -> None:
-    """Record the run; keep the lines about slow and flaky tasks for the end."""
+    """Record the run (not a replay of a stored one); keep the lines about slow and flaky
+    tasks for the end."""
     settings = config.section("history")
-    if not settings.enabled:
+    if not settings.enabled or run.replay:
         return
     from vx_history.recorder import record_run
 
-    config.stash[_LINES] = record_run(run, config, settings)
+    config.stash[_LINES] = record_run(run, config, settings, config.stash.pop(EVENTS_KEY))
 
 
 @vx.hookimpl

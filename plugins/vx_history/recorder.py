@@ -14,6 +14,7 @@ from vx_history.store import (
     HistoryError,
     HistoryStore,
     RunRecord,
+    StoredEvents,
     TaskRecord,
     history_path,
     percentile,
@@ -129,8 +130,14 @@ def open_for_writing(root: Path, timeout: float) -> HistoryStore:
         return HistoryStore.open(root, create=True, timeout=timeout)
 
 
-def record_run(run: RunInfo, config: Config, settings: HistorySettings) -> list[tuple[str, str]]:
-    """Write ``run`` to the store (one transaction, then pruning) and return the end-of-run
+def record_run(
+    run: RunInfo,
+    config: Config,
+    settings: HistorySettings,
+    events: StoredEvents | None = None,
+) -> list[tuple[str, str]]:
+    """Write ``run`` (and its event record) to the store (one transaction, then pruning) and
+    return the end-of-run
     lines: tasks that ran much slower than their history, and flaky tasks. A store that
     cannot be used is one warning; the run is not affected."""
     root = config.require_root()
@@ -149,6 +156,7 @@ def record_run(run: RunInfo, config: Config, settings: HistorySettings) -> list[
                 tasks,
                 keep_runs=settings.keep_runs,
                 keep_days=settings.keep_days,
+                events=events,
             )
             if executed and settings.flaky:
                 pairs = [(t.task_id, t.key) for t in executed if t.key]

@@ -2,8 +2,9 @@
 
 This module is the read API other plugins use (reports, replay, an MCP server): open the
 store with :meth:`HistoryStore.open` and read :meth:`~HistoryStore.runs`,
-:meth:`~HistoryStore.task_results` and :meth:`~HistoryStore.task_stats`; never open the
-database yourself. The schema is versioned (``PRAGMA user_version``, see
+:meth:`~HistoryStore.find_run`, :meth:`~HistoryStore.task_results`,
+:meth:`~HistoryStore.task_stats` and :meth:`~HistoryStore.events` (a run's stored event
+record); never open the database yourself. The schema is versioned (``PRAGMA user_version``, see
 :data:`SCHEMA_VERSION` and docs/history.md); :meth:`HistoryStore.open` migrates older
 databases forward and refuses newer ones.
 """
@@ -28,6 +29,7 @@ __all__ = [
     "HistoryError",
     "HistoryStore",
     "RunRecord",
+    "StoredEvents",
     "TaskRecord",
     "TaskStats",
     "history_path",
@@ -35,7 +37,7 @@ __all__ = [
 ]
 
 #: Version of the schema this code writes; :meth:`HistoryStore.open` upgrades older ones.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Task statuses that count as passing.
 PASSED = ("success", "flaky")
@@ -75,6 +77,16 @@ _MIGRATIONS = (
         PRIMARY KEY (task_id, run)
     ) WITHOUT ROWID;
     CREATE INDEX task_results_run ON task_results (run);
+    """,
+    # 2: each run's event record (NDJSON, zlib-compressed), pruned with its run.
+    """
+    CREATE TABLE run_events (
+        run INTEGER PRIMARY KEY,
+        schema INTEGER NOT NULL,
+        encoding TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
     """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -158,6 +170,15 @@ class TaskRecord:
     def executed(self) -> bool:
         """The command ran to an exit code (not a hit, not skipped, not cancelled)."""
         return self.attempts > 0 and self.status in ("success", "failed", "flaky")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvents:
+    """A run's event record: NDJSON lines of the event schema version ``schema``
+    (docs/events.md), stored zlib-compressed with the run."""
+
+    schema: int
+    ndjson: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,9 +310,11 @@ class HistoryStore:
         *,
         keep_runs: int | None = None,
         keep_days: float | None = None,
+        events: StoredEvents | None = None,
     ) -> None:
-        """Store ``run`` and its ``results`` in one transaction, then prune runs beyond the
-        newest ``keep_runs`` or older than ``keep_days``."""
+        """Store ``run``, its ``results`` and its event record in one transaction, then
+        prune runs (with their results and events) beyond the newest ``keep_runs`` or
+        older than ``keep_days``."""
         db = self._db
         with self._transaction():
             cursor = db.execute(
@@ -332,6 +355,13 @@ class HistoryStore:
                     for t in results
                 ],
             )
+            if events is not None:
+                import zlib
+
+                db.execute(
+                    "INSERT INTO run_events VALUES (?, ?, 'zlib', ?, ?)",
+                    (row, events.schema, len(events.ndjson), zlib.compress(events.ndjson, 6)),
+                )
             self._prune(keep_runs, keep_days)
 
     def _prune(self, keep_runs: int | None, keep_days: float | None) -> None:
@@ -351,6 +381,7 @@ class HistoryStore:
         if old:
             marks = ",".join("?" * len(old))
             self._db.execute(f"DELETE FROM task_results WHERE run IN ({marks})", old)
+            self._db.execute(f"DELETE FROM run_events WHERE run IN ({marks})", old)
             self._db.execute(f"DELETE FROM runs WHERE id IN ({marks})", old)
 
     # -- reading ---------------------------------------------------------------
@@ -386,6 +417,43 @@ class HistoryStore:
         )
         return [_run(row) for row in rows]
 
+    def find_run(self, run_id: str | None = None) -> RunRecord | None:
+        """The run ``run_id`` (or the only run whose id starts with it), the newest run
+        when ``run_id`` is None; None when there is no such run or the prefix is ambiguous."""
+        if run_id is None:
+            newest = self.runs(limit=1)
+            return newest[0] if newest else None
+        rows = self._db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ? OR "
+            "(substr(run_id, 1, length(?)) = ?) ORDER BY run_id = ? DESC LIMIT 2",
+            (run_id, run_id, run_id, run_id),
+        ).fetchall()
+        if not rows or (len(rows) > 1 and rows[0][0] != run_id):
+            return None
+        return _run(rows[0])
+
+    def events(self, run_id: str) -> StoredEvents | None:
+        """The stored event record of run ``run_id`` (None: not recorded, e.g. a run made
+        with the ``records`` plugin disabled, or before schema version 2)."""
+        row = self._db.execute(
+            "SELECT e.schema, e.encoding, e.data FROM run_events e JOIN runs r ON r.id = e.run "
+            "WHERE r.run_id = ?",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        schema, encoding, data = row
+        if encoding != "zlib":
+            raise HistoryError(f"{self.path}: run {run_id}: unknown event encoding {encoding!r}")
+        import zlib
+
+        try:
+            return StoredEvents(int(schema), zlib.decompress(data))
+        except zlib.error as exc:
+            raise HistoryError(
+                f"{self.path}: run {run_id}: event record: {exc}", "corrupt"
+            ) from None
+
     def task_results(
         self,
         glob: str = "*",
@@ -420,11 +488,16 @@ class HistoryStore:
         return [_stats(task_id, records) for task_id, records in sorted(by_task.items())]
 
     def durations(
-        self, *, window: int, task_ids: Iterable[str] | None = None
+        self,
+        *,
+        window: int,
+        task_ids: Iterable[str] | None = None,
+        before: float | None = None,
     ) -> dict[str, list[float]]:
         """``{task_id: [ms, ...]}``: the newest ``window`` executed durations of each task
         (of ``task_ids``, else of all), newest first: what the scheduler and the regression
-        check estimate from."""
+        check estimate from. ``before``: only runs started before that time (seconds since
+        the epoch), e.g. the history as a given run saw it."""
         durations: dict[str, list[float]] = {}
         chunks: Iterable[list[str] | None]
         if task_ids is None:
@@ -434,6 +507,8 @@ class HistoryStore:
             chunks = [wanted[start : start + 500] for start in range(0, len(wanted), 500)]
         for chunk in chunks:
             only = "" if chunk is None else f"AND t.task_id IN ({','.join('?' * len(chunk))})"
+            if before is not None:
+                only += " AND t.run IN (SELECT id FROM runs WHERE started_at < ?)"
             rows = self._db.execute(
                 f"""
                 SELECT task_id, duration_ms FROM (
@@ -443,7 +518,7 @@ class HistoryStore:
                     WHERE t.attempts > 0 AND t.status IN ('success', 'failed', 'flaky') {only}
                 ) WHERE n <= ? ORDER BY task_id, n
                 """,
-                [*(chunk or []), window],
+                [*(chunk or []), *([] if before is None else [before]), window],
             )
             for task_id, duration in rows:
                 durations.setdefault(task_id, []).append(duration)
