@@ -388,6 +388,7 @@ def _task_definition(
         depends_on_template="depends_on" not in own.model_fields_set
         and default is not None
         and "depends_on" in default.model_fields_set,
+        requires=tuple(merged.requires),
     )
 
 

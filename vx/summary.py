@@ -57,6 +57,8 @@ def summary_document(run: RunInfo) -> dict[str, Any]:
                 "dependencies": list(result.task.dependencies),
             }
         )
+        if result.worker is not None:
+            tasks[-1]["worker"] = result.worker
     return {
         "run_id": run.run_id,
         "vx_version": vx.__version__,

@@ -47,6 +47,9 @@ class TaskDefinition:
     depends_on_template: bool = False
     """Whether ``depends_on`` comes from the root's ``[tool.vx.defaults.tasks]`` template
     (error messages then name that file and key)."""
+    requires: tuple[str, ...] = ()
+    """Resources a machine must offer to run the task (``"gpu"``, ``"mem=8"``); used by
+    remote executors (Dask worker resources), ignored by local execution, not in the key."""
 
 
 @dataclass(frozen=True, slots=True)
