@@ -27,7 +27,7 @@ from vx.workspace import Workspace
 
 __all__ = ["SettingsView", "WorkspaceCache", "freeze_settings"]
 
-_FORMAT = 2
+_FORMAT = 1
 #: Set by vx for tasks; they do not change the configuration.
 _IGNORED_ENV = frozenset({"VX_TASK_ID", "VX_PROJECT_DIR", "VX_WORKSPACE_ROOT"})
 
