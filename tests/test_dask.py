@@ -40,6 +40,7 @@ name = "lib"
 [tool.vx.tasks.build]
 cmd = "mkdir -p dist && echo lib-$(cat src/lib.txt) > dist/lib.txt && echo built lib"
 outputs = ["dist/**"]
+env = ["VX_TEST_SALT"]
 """
 APP = """\
 [project]
@@ -50,6 +51,7 @@ dependencies = ["lib"]
 cmd = "mkdir -p dist && cat ../lib/dist/lib.txt src/app.txt > dist/app.txt && echo built app"
 depends_on = ["^build"]
 outputs = ["dist/**"]
+env = ["VX_TEST_SALT"]
 
 [tool.vx.tasks.test]
 cmd = "cat dist/app.txt && echo tested app"
@@ -301,6 +303,23 @@ def test_a_second_run_is_all_hits_without_contacting_the_cluster(setup: Setup) -
     assert result.exit_code == 0, result.output
     assert result.outcomes == {"lib#build": "cached", "app#build": "cached"}
     assert (ws.path / "packages/app/dist/app.txt").read_text() == "lib-1\napp\n"
+
+
+def test_outputs_requested_restores_only_the_named_tasks_outputs(setup: Setup) -> None:
+    ws = setup.clone()
+    result = dask_run(
+        setup, ws, "app#build", VX_TEST_SALT="requested", VX_DASK__OUTPUTS="requested"
+    )
+    assert result.outcomes == {"lib#build": "success", "app#build": "success"}, result.output
+    assert (ws.path / "packages/app/dist/app.txt").read_text() == "lib-1\napp\n"
+    assert not (ws.path / "packages/lib/dist").exists()  # stays in the remote cache
+
+
+def test_an_unknown_executor_is_a_usage_error(setup: Setup) -> None:
+    result = setup.clone().run_subprocess("run", "build", "--executor=ssh://box")
+    assert result.exit_code == 2, result.output
+    assert "'ssh://box' is not a Dask scheduler address" in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_requires_maps_to_worker_resources(setup: Setup) -> None:

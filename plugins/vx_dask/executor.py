@@ -57,6 +57,17 @@ class _Cluster:
     refreshing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+@dataclass
+class _Batch:
+    """Cancellations collected during one turn of the event loop."""
+
+    futures: list[Any] = field(default_factory=list)
+    task_ids: list[str] = field(default_factory=list)
+    sent: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
 class DaskExecutor:
     """``Executor`` returning :class:`vx.RemoteExecution`; one per run."""
 
@@ -86,6 +97,7 @@ class DaskExecutor:
         self._unusable: str | None = None
         self._connecting: asyncio.Lock | None = None
         self._flights: dict[str, _Flight] = {}
+        self._cancelling: _Batch | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._graph_tasks: dict[str, vx.Task] = {}
 
@@ -346,20 +358,36 @@ class DaskExecutor:
         )
 
     async def _cancel(self, cluster: _Cluster, future: Any, task: vx.Task, flight: _Flight) -> None:
-        """Stop the task on the cluster (bounded: a lost scheduler does not hang the exit)."""
-        client = cluster.client
+        """Stop the task on the cluster. Cancellations arriving together (Ctrl-C, fail-fast)
+        go out as one batch; bounded, so a lost scheduler does not hang the exit."""
         self._flights.pop(task.id, None)
-        if client.status != "running":
+        if cluster.client.status != "running":
             return
+        batch = self._cancelling
+        if batch is None:
+            batch = self._cancelling = _Batch()
+            asyncio.get_running_loop().call_soon(
+                lambda: asyncio.ensure_future(self._send_cancellations(cluster))
+            )
+        batch.futures.append(future)
+        batch.task_ids.append(task.id)
+        await asyncio.shield(batch.sent)
+
+    async def _send_cancellations(self, cluster: _Cluster) -> None:
+        batch, self._cancelling = self._cancelling, None
+        assert batch is not None
+        client = cluster.client
 
         def stop() -> None:
-            future.cancel()
-            client.run(cancel, self.run_id, task.id, on_error="ignore")
+            client.cancel(batch.futures)
+            client.run(cancel, self.run_id, batch.task_ids, on_error="ignore")
 
         try:
             await asyncio.wait_for(asyncio.to_thread(stop), 5.0)
         except (TimeoutError, OSError):
-            vx.warning(f"{task.id}: could not reach the Dask cluster to cancel it")
+            vx.warning(f"could not reach the Dask cluster to cancel {len(batch.task_ids)} task(s)")
+        finally:
+            batch.sent.set_result(None)
 
     def _dependencies(self, task: vx.Task) -> tuple[vx.Task, ...]:
         """Transitive dependencies whose outputs travel through the cache."""

@@ -89,18 +89,19 @@ def inspect(expected: str, dask_worker: Any = None) -> dict[str, Any]:
     return report
 
 
-def cancel(run_id: str, task_id: str) -> bool:
-    """Run on workers by the client (``Client.run``): stop the task's process group."""
+def cancel(run_id: str, task_ids: list[str]) -> int:
+    """Run on every worker by the client (``Client.run``): stop these tasks' process groups
+    (SIGTERM, SIGKILL after :data:`GRACE_PERIOD`); tasks not started yet will not start.
+    Returns how many were running here."""
     with _lock:
-        _cancelled.add((run_id, task_id))
-        process = _running.get((run_id, task_id))
-    if process is None:
-        return False
-    _signal(process.pid, signal.SIGTERM)
-    timer = threading.Timer(GRACE_PERIOD, _signal, (process.pid, signal.SIGKILL))
-    timer.daemon = True
-    timer.start()
-    return True
+        _cancelled.update((run_id, task_id) for task_id in task_ids)
+        processes = [p for t in task_ids if (p := _running.get((run_id, t))) is not None]
+    for process in processes:
+        _signal(process.pid, signal.SIGTERM)
+        timer = threading.Timer(GRACE_PERIOD, _signal, (process.pid, signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+    return len(processes)
 
 
 def _signal(pgid: int, signum: int) -> None:
