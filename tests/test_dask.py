@@ -69,6 +69,11 @@ requires = ["gpu"]
 cmd = "echo $$ > $VX_TEST_MARKS/shell.pid && sleep 60"
 env = ["VX_TEST_MARKS"]
 
+[tool.vx.tasks.here]
+cmd = "pwd > $VX_TEST_MARKS/here.txt"
+env = ["VX_TEST_MARKS"]
+cache = false
+
 [tool.vx.tasks.flaky]
 # The first attempt reports its worker (the shell's parent) and hangs until the test kills
 # that worker; the retry finds the marker and completes.
@@ -320,6 +325,28 @@ def test_an_unknown_executor_is_a_usage_error(setup: Setup) -> None:
     assert result.exit_code == 2, result.output
     assert "'ssh://box' is not a Dask scheduler address" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_an_unreachable_scheduler_fails_the_tasks_that_must_run(setup: Setup) -> None:
+    unreachable = closed_port_url().removeprefix("http://")
+    result = setup.clone().run_subprocess(
+        "run",
+        "build",
+        f"--executor=dask://{unreachable}",
+        env={**setup.env(), "VX_DASK__CONNECT_TIMEOUT": "1", "VX_TEST_SALT": "unreachable"},
+    )
+    assert result.exit_code == 1, result.output
+    assert f"cannot reach the Dask scheduler at tcp://{unreachable} within 1s" in result.stdout
+    assert result.outcomes == {"lib#build": "failed", "app#build": "skipped"}
+    assert "Traceback" not in result.output
+
+
+def test_uncached_tasks_run_on_the_client(setup: Setup, tmp_path: Path) -> None:
+    ws = setup.clone()
+    result = dask_run(setup, ws, "app#here", VX_TEST_MARKS=str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "worker" not in result.task("app#here")
+    assert (tmp_path / "here.txt").read_text().strip() == str(ws.path / "packages/app")
 
 
 def test_requires_maps_to_worker_resources(setup: Setup) -> None:

@@ -148,7 +148,10 @@ class DaskExecutor:
     def _check_workers(self, cluster: _Cluster) -> None:
         """Inspect the checkout of every worker not seen yet (warns once per refused one)."""
         client = cluster.client
-        known = set(client.scheduler_info(n_workers=-1)["workers"])
+        try:
+            known = set(client.scheduler_info(n_workers=-1)["workers"])
+        except (OSError, TimeoutError):
+            return  # the scheduler is going away: the connection check reports it
         cluster.alive = known
         new = sorted(known - set(cluster.good) - set(cluster.refused))
         cluster.checked_at = time.monotonic()
@@ -212,6 +215,11 @@ class DaskExecutor:
         except _Unusable as exc:
             on_output(f"vx: {exc}\n".encode())
             return 1
+        except (OSError, RuntimeError, ValueError, TypeError) as exc:
+            # The cluster answered something unexpected (or a comm failed mid-call): this
+            # task fails with what Dask said, the run goes on as after any task failure.
+            on_output(f"vx: the Dask executor failed: {type(exc).__name__}: {exc}\n".encode())
+            return 1
 
     async def _execute(
         self,
@@ -223,7 +231,14 @@ class DaskExecutor:
         client = cluster.client
         await self._refresh(cluster)
         resources = _resources(task.definition.requires)
-        able = [a for a, r in cluster.good.items() if _offers(r["resources"], resources)]
+        # By name, stable when a nanny restarts a worker at a new address (--name).
+        able = list(
+            {
+                report["name"]: None
+                for address, report in cluster.good.items()
+                if address in cluster.alive and _offers(report["resources"], resources)
+            }
+        )
         if not able:
             wanted = ", ".join(f"{k}={v:g}" for k, v in resources.items())
             offered = "; ".join(
@@ -281,7 +296,7 @@ class DaskExecutor:
         future: Any,
         done: asyncio.Future[None],
         flight: _Flight,
-        able: list[str],
+        able: list[Any],
     ) -> str | None:
         """Wait for the future; a problem that ends the task early, else None."""
         client = cluster.client
@@ -303,7 +318,8 @@ class DaskExecutor:
                     f"{self.settings.retries}"
                 )
             await self._refresh(cluster)
-            if not cluster.alive & set(able):
+            alive = {cluster.good[a]["name"] for a in cluster.alive if a in cluster.good}
+            if not alive & set(able):
                 await asyncio.to_thread(future.cancel)
                 return "every dask worker able to run this task left the cluster"
 

@@ -65,7 +65,7 @@ def checkout_top() -> Path:
 def inspect(expected: str, dask_worker: Any = None) -> dict[str, Any]:
     """Run on every worker by the client (``Client.run``): is its checkout usable?"""
     report: dict[str, Any] = {
-        "name": str(getattr(dask_worker, "name", "?")),
+        "name": getattr(dask_worker, "name", "?"),
         "resources": dict(getattr(getattr(dask_worker, "state", None), "total_resources", {})),
         "problem": None,
     }
