@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from vx_dask.settings import DaskSettings
 
-#: Seconds between checks of the scheduler connection and of the workers while waiting.
+#: Seconds between the watchdog's checks of the scheduler connection and of the workers.
 POLL = 0.5
 #: Seconds between re-listings of the cluster's workers.
 REFRESH = 2.0
@@ -38,9 +38,18 @@ class _Flight:
     """A task submitted to the cluster."""
 
     on_output: Callable[[bytes], None]
+    able: list[Any]
+    """Names of the workers allowed to run it."""
+    ended: asyncio.Future[str | None]
+    """Resolved with None when the Dask future finished, or with a problem that ends the
+    task early (set by the watchdog or by a worker's start event)."""
     attempts: list[str] = field(default_factory=list)
     workers: list[str] = field(default_factory=list)
     received: dict[str, int] = field(default_factory=dict)
+
+    def end(self, problem: str | None) -> None:
+        if not self.ended.done():
+            self.ended.set_result(problem)
 
 
 @dataclass
@@ -98,6 +107,7 @@ class DaskExecutor:
         self._connecting: asyncio.Lock | None = None
         self._flights: dict[str, _Flight] = {}
         self._cancelling: _Batch | None = None
+        self._watchdog: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._graph_tasks: dict[str, vx.Task] = {}
 
@@ -190,7 +200,13 @@ class DaskExecutor:
         if message["kind"] == "start":
             flight.attempts.append(attempt)
             flight.workers.append(message["worker"])
-            if len(flight.attempts) > 1:
+            if len(flight.attempts) > 1 + self.settings.retries:
+                flight.end(
+                    f"the dask workers running this task died {len(flight.attempts) - 1} "
+                    f"time(s) ({', '.join(map(str, flight.workers[:-1]))}); "
+                    f"[tool.vx.dask] retries = {self.settings.retries}"
+                )
+            elif len(flight.attempts) > 1:
                 flight.on_output(
                     f"vx: dask worker {flight.workers[-2]} was lost while running this task; "
                     f"running it again on {message['worker']} "
@@ -262,7 +278,8 @@ class DaskExecutor:
             revision=self.revision,
             remote=self.target,
         )
-        flight = self._flights[task.id] = _Flight(on_output)
+        loop = asyncio.get_running_loop()
+        flight = self._flights[task.id] = _Flight(on_output, able, loop.create_future())
         future = client.submit(
             run_task,
             job,
@@ -272,56 +289,42 @@ class DaskExecutor:
             workers=able,
             allow_other_workers=False,
         )
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
 
         def finished(_: object) -> None:
             if not loop.is_closed():
-                loop.call_soon_threadsafe(_resolve, done)
+                loop.call_soon_threadsafe(flight.end, None)
 
         future.add_done_callback(finished)
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.ensure_future(self._watch(cluster))
         try:
-            problem = await self._wait(cluster, future, done, flight, able)
+            problem = await asyncio.shield(flight.ended)
         except asyncio.CancelledError:
             await self._cancel(cluster, future, task, flight)
             raise
         if problem is not None:
+            self._flights.pop(task.id, None)
+            if cluster.client.status == "running":
+                await asyncio.to_thread(future.cancel)
             on_output(f"vx: {problem}\n".encode())
             return 1
         return await self._outcome(task, future, flight)
 
-    async def _wait(
-        self,
-        cluster: _Cluster,
-        future: Any,
-        done: asyncio.Future[None],
-        flight: _Flight,
-        able: list[Any],
-    ) -> str | None:
-        """Wait for the future; a problem that ends the task early, else None."""
-        client = cluster.client
-        limit = 1 + self.settings.retries
-        while True:
-            try:
-                await asyncio.wait_for(asyncio.shield(done), POLL)
-                return None
-            except TimeoutError:
-                pass
-            if client.status != "running":
+    async def _watch(self, cluster: _Cluster) -> None:
+        """One watchdog for every task in flight (not one poll per task): ends them early
+        when the scheduler is gone or every worker able to run one left."""
+        while self._flights:
+            await asyncio.sleep(POLL)
+            if cluster.client.status != "running":
                 self._unusable = f"lost the connection to the Dask scheduler at {self.address}"
-                return self._unusable
-            if len(flight.attempts) > limit:
-                await asyncio.to_thread(future.cancel)
-                return (
-                    f"the dask workers running this task died {len(flight.attempts) - 1} "
-                    f"time(s) ({', '.join(flight.workers[:-1])}); [tool.vx.dask] retries = "
-                    f"{self.settings.retries}"
-                )
+                for flight in list(self._flights.values()):
+                    flight.end(self._unusable)
+                return
             await self._refresh(cluster)
             alive = {cluster.good[a]["name"] for a in cluster.alive if a in cluster.good}
-            if not alive & set(able):
-                await asyncio.to_thread(future.cancel)
-                return "every dask worker able to run this task left the cluster"
+            for flight in list(self._flights.values()):
+                if not alive.intersection(flight.able):
+                    flight.end("every dask worker able to run this task left the cluster")
 
     async def _refresh(self, cluster: _Cluster) -> None:
         """Re-list the workers (and inspect new ones) at most every :data:`REFRESH` seconds."""
@@ -334,6 +337,15 @@ class DaskExecutor:
     async def _outcome(
         self, task: vx.Task, future: Any, flight: _Flight
     ) -> int | vx.RemoteExecution:
+        try:
+            return await self._result(task, future, flight)
+        finally:
+            self._flights.pop(task.id, None)
+
+    async def _result(
+        self, task: vx.Task, future: Any, flight: _Flight
+    ) -> int | vx.RemoteExecution:
+        """The finished future's outcome, once its output has arrived."""
         from distributed.scheduler import KilledWorker
 
         try:
@@ -363,7 +375,6 @@ class DaskExecutor:
                 flight.on_output(b"vx: some output of this task was lost in transit\n")
                 break
             await asyncio.sleep(0.01)
-        self._flights.pop(task.id, None)
         return vx.RemoteExecution(
             exit_code=result["code"],
             worker=result["worker"],
@@ -425,11 +436,6 @@ class DaskExecutor:
 
     def use_graph(self, tasks: dict[str, vx.Task]) -> None:
         self._graph_tasks = tasks
-
-
-def _resolve(done: asyncio.Future[None]) -> None:
-    if not done.done():
-        done.set_result(None)
 
 
 def _quiet_logging() -> None:
