@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from remote_servers import TurboLauncher, TurboServer, closed_port_url, free_port
-from remote_servers import turbo_launcher as turbo_launcher
 
-from vx.testing import RunResult, VxWorkspace, snapshot_tree, write_files
+pytest.register_assert_rewrite("remote_servers")
+from remote_servers import TurboLauncher, TurboServer, closed_port_url, free_port  # noqa: E402
 
+from vx.testing import RunResult, VxWorkspace, snapshot_tree, write_files  # noqa: E402
+
+pytest_plugins = ["remote_servers"]
 pytestmark = pytest.mark.slow
 
 DASK = Path(sys.executable).parent / "dask"
