@@ -106,6 +106,9 @@ def vx_executor(config: Config) -> Executor | None:
         requested=set(getattr(config.option, "tasks", None) or ()),
         local=local,
     )
+    previous = config.stash.get(_STASH)
+    if previous is not None:  # `vx watch` asks for an executor per run
+        previous.close()
     config.stash[_STASH] = executor
     return executor
 
