@@ -4,7 +4,7 @@ is used)."""
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import vx
 
@@ -12,9 +12,10 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from vx_remote.target import RemoteTarget
 
-    from vx import Config, Executor, RunInfo, TaskGraph
+    from vx import Config, Executor, Parser, RunInfo, TaskGraph
+    from vx_dask.executor import DaskExecutor
 
-_STASH = "dask.executor"
+_EXECUTOR: vx.StashKey[DaskExecutor] = vx.StashKey()
 _SCHEMES = ("dask://", "tcp://", "tls://")
 
 
@@ -26,7 +27,7 @@ def vx_settings_models() -> dict[str, type[BaseModel]]:
 
 
 @vx.hookimpl
-def vx_addoption(parser: Any) -> None:
+def vx_addoption(parser: Parser) -> None:
     parser.add_option(
         "--executor",
         metavar="URL",
@@ -106,10 +107,10 @@ def vx_executor(config: Config) -> Executor | None:
         requested=set(getattr(config.option, "tasks", None) or ()),
         local=local,
     )
-    previous = config.stash.get(_STASH)
+    previous = config.stash.get(_EXECUTOR)
     if previous is not None:  # `vx watch` asks for an executor per run
         previous.close()
-    config.stash[_STASH] = executor
+    config.stash[_EXECUTOR] = executor
     return executor
 
 
@@ -125,9 +126,10 @@ def _writable_remote(config: Config, target: RemoteTarget | str) -> RemoteTarget
             key="tool.vx.remote",
         )
     spec = getattr(config.option, "cache", None)
-    if spec:
-        modes = dict(part.strip().partition(":")[::2] for part in spec.split(",") if part.strip())
-        if not {"r", "w"} <= set(modes.get("remote", "")):
+    access = vx.run_options(config.option).cache if spec else None
+    if access is not None:
+        remote = access.get("remote")
+        if remote is None or not (remote.read and remote.write):
             raise vx.UsageError(
                 f"--cache={spec}: {why} this turns off its reads or writes; keep remote:rw"
             )
@@ -136,13 +138,13 @@ def _writable_remote(config: Config, target: RemoteTarget | str) -> RemoteTarget
 
 @vx.hookimpl
 def vx_run_start(run: RunInfo, graph: TaskGraph, config: Config) -> None:
-    executor = config.stash.get(_STASH)
+    executor = config.stash.get(_EXECUTOR)
     if executor is not None:
         executor.use_graph(graph.tasks)
 
 
 @vx.hookimpl
 def vx_unconfigure(config: Config) -> None:
-    executor = config.stash.pop(_STASH, None)
+    executor = config.stash.pop(_EXECUTOR)
     if executor is not None:
         executor.close()
