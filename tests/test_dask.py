@@ -22,7 +22,14 @@ from typing import Any
 import pytest
 
 pytest.register_assert_rewrite("remote_servers")
-from remote_servers import TurboLauncher, TurboServer, closed_port_url, free_port  # noqa: E402
+from remote_servers import (  # noqa: E402
+    STARTUP_TIMEOUT,
+    TurboLauncher,
+    TurboServer,
+    _accepting,
+    closed_port_url,
+    free_port,
+)
 
 from vx.testing import RunResult, VxWorkspace, snapshot_tree, write_files  # noqa: E402
 
@@ -204,9 +211,15 @@ def start_cluster(
     from distributed import Client
 
     try:
-        with Client(address, timeout=30) as client:
-            client.wait_for_workers(len(workers), timeout=60)
-    except Exception:
+        # A loaded machine can take many seconds to import distributed in each process.
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not _accepting(port):
+            if scheduler.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"dask scheduler did not start:\n{cluster.log()}", pytrace=False)
+            time.sleep(0.1)
+        with Client(address, timeout=STARTUP_TIMEOUT) as client:
+            client.wait_for_workers(len(workers), timeout=STARTUP_TIMEOUT)
+    except BaseException:
         cluster.close()
         raise
     return cluster
