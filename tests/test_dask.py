@@ -451,7 +451,8 @@ def test_a_worker_killed_mid_task_is_replaced(setup: Setup, tmp_path: Path) -> N
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, out + err + setup.cluster.log()
-    assert "was lost while running this task" in out
+    # The retry ran (its notice, "was lost while running this task", is best-effort: the
+    # killed worker's start event can die with it before reaching the scheduler).
     assert "second attempt" in out
     assert (ws.path / "packages/app/dist/flaky.txt").read_text() == "flaky\n"
 
