@@ -55,10 +55,11 @@ def test_a_warm_full_hit_imports_no_heavy_module(vx_workspace: Make) -> None:
     assert ws.run_subprocess("run", "build").exit_code == 0
     cold, _ = _imported(ws, "run", "build", "--force")
     assert "asyncio" in cold  # --force runs the tasks: the scheduler is needed
+    assert "distributed" not in cold  # local execution never imports Dask
     warm, out = _imported(ws, "run", "build")
     assert "2 cached, 2 total" in out
     heavy_modules = ("pydantic", "pydantic_settings", "asyncio", "tomllib", "pathspec", "tarfile")
-    for heavy in (*heavy_modules, "rich"):
+    for heavy in (*heavy_modules, "rich", "distributed", "dask"):
         assert heavy not in warm, f"a warm full hit imported {heavy}"
     # History: the run is recorded, but the scheduler is never asked for priorities.
     assert "vx_history.recorder" in warm

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         ContinueMode,
         Executor,
         OutputCallback,
+        RemoteExecution,
         RunInfo,
         TaskResult,
         TaskStatus,
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from vx.services import ServicePool
     from vx.stash import Stash, StashKey
     from vx.statedir import make_cache_dir
+    from vx.transfer import pack_outputs, restore_outputs
     from vx.workspace import Project, TaskDefinition, Workspace
 
     hookimpl: HookimplMarker
@@ -82,6 +84,7 @@ __all__ = [
     "PluginError",
     "PluginInfo",
     "Project",
+    "RemoteExecution",
     "RunInfo",
     "RunOptions",
     "Runner",
@@ -101,7 +104,9 @@ __all__ = [
     "create_runner",
     "hookimpl",
     "make_cache_dir",
+    "pack_outputs",
     "plan_run",
+    "restore_outputs",
     "run_options",
     "warning",
 ]
@@ -128,6 +133,7 @@ _LAZY = {
     "PluginError": "vx.errors",
     "PluginInfo": "vx.plugin_manager",
     "Project": "vx.workspace",
+    "RemoteExecution": "vx.execution",
     "RunInfo": "vx.execution",
     "Runner": "vx.runner",
     "ServicePool": "vx.services",
@@ -144,6 +150,8 @@ _LAZY = {
     "VxPluginManager": "vx.plugin_manager",
     "Workspace": "vx.workspace",
     "make_cache_dir": "vx.statedir",
+    "pack_outputs": "vx.transfer",
+    "restore_outputs": "vx.transfer",
     "warning": "vx._log",
     "create_runner": "vx.api",
     "plan_run": "vx.api",

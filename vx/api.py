@@ -54,12 +54,15 @@ def create_runner(
     from vx.planning import resolve_concurrency
     from vx.runner import Runner
 
+    executor = config.hook.executor(config)
     return Runner(
         config,
         graph,
-        config.hook.executor(config),
+        executor,
         options,
-        concurrency=resolve_concurrency(config, options),
+        concurrency=resolve_concurrency(
+            config, options, getattr(executor, "default_concurrency", None)
+        ),
         # Asked lazily: only when the scheduler starts (a full hit never needs them).
         priorities=lambda: config.hook.task_priorities(graph, config),
         cache=cache,

@@ -355,6 +355,46 @@ class TaskCache:
             self._uploads.add(upload)
             upload.add_done_callback(self._uploads.discard)
 
+    async def adopt(self, task: Task, result: TaskResult, *, restore: bool) -> None:
+        """A task that ran elsewhere and whose artifact the executor stored under its key
+        (:class:`~vx.execution.RemoteExecution`): record the manifest and, when ``restore``,
+        restore the outputs here from the first layer holding the artifact (written to the
+        earlier writable layers, i.e. ``local``). Problems are one warning; never raises."""
+        import asyncio
+
+        from vx.artifacts import ArtifactError
+
+        key = task.hash
+        if key is None:
+            return
+        self.manifests.save(task.id, key, self.keys.manifests[task.id])
+        if not restore:
+            return
+        for layer in self.readable:
+            if layer.local:
+                continue
+            try:
+                fetched = await asyncio.to_thread(self._fetch, layer, task, key)
+            except (CorruptArtifactError, ArtifactError) as exc:
+                _log.warning(f"{task.id}: outputs not restored ({exc})", once=False)
+                return
+            except _LayerReadError as exc:
+                self._layer_failed(layer, "read", exc.__cause__ or exc)
+                continue
+            if fetched is not None:
+                artifact, restored, _ = fetched
+                info = ArtifactInfo(
+                    outputs=restored.meta.get("outputs", {}),
+                    log=restored.log,
+                    duration_ms=result.duration_ms,
+                )
+                await self._backfill(layer, replace(artifact, task_id=task.id, info=info))
+                return
+        _log.warning(
+            f"{task.id}: its outputs were not found in the shared cache; not restored here",
+            once=False,
+        )
+
     def _pack_and_store(
         self, task: Task, result: TaskResult, meta: dict[str, Any], local: list[CacheLayer]
     ) -> Artifact:

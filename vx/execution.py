@@ -17,6 +17,7 @@ __all__ = [
     "ContinueMode",
     "Executor",
     "OutputCallback",
+    "RemoteExecution",
     "RunInfo",
     "TaskResult",
     "TaskStatus",
@@ -95,6 +96,29 @@ class TaskResult:
     plugin_data: dict[str, Any] = field(default_factory=dict)
     """Facts plugins record about this execution, keyed by plugin name (the sandbox's denied
     accesses); JSON-serialisable, written to the run summary. Set them in ``vx_task_finish``."""
+    worker: str | None = None
+    """Name of the remote worker that ran the command (see :class:`RemoteExecution`);
+    None when it ran on this machine or did not run."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteExecution:
+    """What an executor that ran a command on another machine returns instead of a bare
+    exit code (``Executor.execute`` may return either).
+
+    The runner records ``worker`` in :attr:`TaskResult.worker`. When ``stored`` is true the
+    remote side has already stored the task's artifact (outputs + log, the format of
+    ``vx.pack_outputs``) under ``task.hash`` in the shared cache layers, so on success the
+    runner does not archive local outputs (there are none here) but *adopts* that artifact:
+    it records the task's manifest (for ``vx why``) and, when ``restore_outputs`` is true,
+    fetches the artifact from the cache layers, restores the outputs into this checkout and
+    writes it to the local layer. Logs are not replayed again (they streamed live).
+    """
+
+    exit_code: int
+    worker: str
+    stored: bool = False
+    restore_outputs: bool = True
 
 
 @dataclass(slots=True)
@@ -130,6 +154,13 @@ class Executor(Protocol):
     ``execute`` streams output through ``on_output`` as it arrives. When the
     awaiting coroutine is cancelled (fail-fast, Ctrl-C), the executor must stop
     the command and everything it spawned before re-raising ``CancelledError``.
+    An executor that runs commands elsewhere returns a :class:`RemoteExecution`.
+
+    Optional attribute: ``default_concurrency: int``, the number of tasks ``vx run``
+    keeps in flight when neither ``-j`` nor ``[tool.vx] concurrency`` is set (a remote
+    executor's capacity is not this machine's CPU count).
     """
 
-    async def execute(self, task: Task, spec: CommandSpec, on_output: OutputCallback) -> int: ...
+    async def execute(
+        self, task: Task, spec: CommandSpec, on_output: OutputCallback
+    ) -> int | RemoteExecution: ...

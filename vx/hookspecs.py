@@ -192,6 +192,16 @@ def vx_executor(config: Config) -> Executor | None:
     Called once per run (not for ``--dry``); the built-in ``executor`` plugin
     returns one that spawns local processes in their own process group.
     Implement it with ``@vx.hookimpl(tryfirst=True)`` to replace it.
+
+    An executor that runs commands on other machines (the ``dask`` plugin) returns a
+    :class:`~vx.execution.RemoteExecution` from ``execute``: the runner then records the
+    worker's name in ``TaskResult.worker`` and, when the remote side stored the task's
+    artifact in the shared cache itself (``vx.pack_outputs`` on the worker), adopts that
+    artifact instead of archiving local outputs. Keys, cache lookups and events stay on
+    this machine. The optional attribute ``default_concurrency`` sets how many tasks are
+    kept in flight when ``-j`` and ``[tool.vx] concurrency`` are not given. Raise
+    :class:`~vx.errors.ConfigError` here for an unusable configuration (the run does not
+    start).
     """
 
 

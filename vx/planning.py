@@ -88,11 +88,14 @@ def _check_templates_opted_into(config: Config, task_names: list[str]) -> None:
             )
 
 
-def resolve_concurrency(config: Config, options: RunOptions) -> int:
-    """``-j`` beats ``[tool.vx] concurrency`` / ``VX_CONCURRENCY``; default: the CPU count."""
+def resolve_concurrency(config: Config, options: RunOptions, default: int | None = None) -> int:
+    """``-j`` beats ``[tool.vx] concurrency`` / ``VX_CONCURRENCY``; default: ``default`` (the
+    executor's ``default_concurrency``) when given, else the CPU count."""
     if options.concurrency is not None:
         return options.concurrency
     # Validated with the settings (a bad value is a configuration error there); what is
     # left is turning a percentage into a number of CPUs.
     configured = config.settings.concurrency
-    return parse_concurrency(configured if configured is not None else "100%")
+    if configured is not None:
+        return parse_concurrency(configured)
+    return default if default is not None else parse_concurrency("100%")

@@ -420,6 +420,7 @@ def _task_definition(
         and default is not None
         and "depends_on" in default.model_fields_set,
         plugin_settings=plugin_settings,
+        requires=tuple(merged.requires),
     )
 
 

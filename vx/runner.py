@@ -9,7 +9,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,6 +21,7 @@ from vx.execution import (
     CommandSpec,
     ContinueMode,
     OutputCallback,
+    RemoteExecution,
     RunInfo,
     TaskResult,
     TaskStatus,
@@ -50,6 +51,8 @@ class RunCache(Protocol):
     async def restore(self, task: Task, on_output: OutputCallback) -> TaskResult | None: ...
 
     async def save(self, task: Task, result: TaskResult) -> None: ...
+
+    async def adopt(self, task: Task, result: TaskResult, *, restore: bool) -> None: ...
 
     def details(self, task: Task) -> CacheResult: ...
 
@@ -114,7 +117,7 @@ class Runner:
         self._services_done = False
         self._still_running: dict[str, Callable[[], TaskResult]] = {}
         """The result of each serving task if the run ended now (``vx watch`` keeps it up)."""
-        self._commands: dict[str, asyncio.Task[int]] = {}
+        self._commands: dict[str, asyncio.Task[int | RemoteExecution]] = {}
         """The command phase of each running task: the only thing fail-fast cancels."""
         self._stopping = False
         env_mode = options.env_mode or config.settings.env_mode
@@ -458,23 +461,33 @@ class Runner:
             if task.definition.persistent:
                 return await self._serve(task, spec, on_output, output, result)
             code = -1
+            remote: RemoteExecution | None = None
             while code != 0 and attempts <= self._retries(task):
                 attempts += 1
                 attempt_start = len(output)
-                code = await self._command(task, spec, on_output)
+                outcome = await self._command(task, spec, on_output)
+                if isinstance(outcome, RemoteExecution):
+                    remote, code = outcome, outcome.exit_code
+                else:
+                    remote, code = None, outcome
         except asyncio.CancelledError:
             return result(TaskStatus.CANCELLED, 128 + signal.SIGTERM, attempts)
+        worker = None if remote is None else remote.worker
         if code != 0:
-            return result(TaskStatus.FAILED, code, attempts)
+            return replace(result(TaskStatus.FAILED, code, attempts), worker=worker)
         done = result(TaskStatus.SUCCESS if attempts == 1 else TaskStatus.FLAKY, 0, attempts)
+        done.worker = worker
         if self.cache is not None and task.definition.cache:
-            # A failure is never cached: the entry holds the passing attempt's log.
-            passing = bytes(output[attempt_start:])
             # Stopped while archiving: the task still passed, it is just not cached.
-            saved = replace(done, output=passing)
             with contextlib.suppress(asyncio.CancelledError):
-                await self.cache.save(task, saved)
-            done.cache = saved.cache  # with the archiving time (save_ms)
+                if remote is not None and remote.stored:
+                    # Ran elsewhere: the artifact is already in the shared cache under its key.
+                    await self.cache.adopt(task, done, restore=remote.restore_outputs)
+                else:
+                    # A failure is never cached: the entry holds the passing attempt's log.
+                    saved = replace(done, output=bytes(output[attempt_start:]))
+                    await self.cache.save(task, saved)
+                    done.cache = saved.cache  # with the archiving time (save_ms)
         return done
 
     async def _serve(
@@ -492,7 +505,7 @@ class Runner:
 
         from vx.services import log_tail, persistent_state, wait_ready
 
-        process = asyncio.ensure_future(self.executor.execute(task, spec, on_output))
+        process = asyncio.ensure_future(_code_of(self.executor.execute(task, spec, on_output)))
         try:
             problem = await wait_ready(task, process, output)
             if problem is None:
@@ -518,7 +531,9 @@ class Runner:
         code = process.result() if not process.cancelled() and not process.exception() else 1
         return persistent_state(result(TaskStatus.FAILED, code or 1, 1), "failed")
 
-    async def _command(self, task: Task, spec: CommandSpec, on_output: OutputCallback) -> int:
+    async def _command(
+        self, task: Task, spec: CommandSpec, on_output: OutputCallback
+    ) -> int | RemoteExecution:
         """Run the command as its own asyncio task, the one :meth:`_stop` may cancel; raises
         CancelledError when it was cancelled (or the run stopped before it could start)."""
         import asyncio
@@ -531,3 +546,9 @@ class Runner:
             return await command
         finally:
             del self._commands[task.id]
+
+
+async def _code_of(outcome: Awaitable[int | RemoteExecution]) -> int:
+    """The exit code, whether the executor ran the command here or elsewhere."""
+    result = await outcome
+    return result.exit_code if isinstance(result, RemoteExecution) else result

@@ -119,12 +119,22 @@ class TaskSettings(BaseModel):
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
+    requires: list[str] = Field(default_factory=list)
 
     @field_validator("cmd")
     @classmethod
     def _nonempty_cmd(cls, value: str | list[str] | None) -> str | list[str] | None:
         if value is not None and not (value.strip() if isinstance(value, str) else value):
             raise ValueError("must not be empty (omit `cmd` for a task that only groups others)")
+        return value
+
+    @field_validator("requires")
+    @classmethod
+    def _resource_names(cls, value: list[str]) -> list[str]:
+        for item in value:
+            name, _, amount = item.partition("=")
+            if not name.strip() or (amount and not _is_number(amount)):
+                raise ValueError(f"invalid resource {item!r}: expected 'name' or 'name=amount'")
         return value
 
     @field_validator("cwd")
@@ -149,6 +159,11 @@ class TemplateSettings(TaskSettings):
             if not pattern.removeprefix("!").strip():
                 raise ValueError("expected project-name globs like 'acme-*' or '*'")
         return value
+def _is_number(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
 
 
 class DefaultsSettings(BaseModel):

@@ -58,6 +58,8 @@ def summary_document(run: RunInfo) -> dict[str, Any]:
                 **({"plugin_data": result.plugin_data} if result.plugin_data else {}),
             }
         )
+        if result.worker is not None:
+            tasks[-1]["worker"] = result.worker
     return {
         "run_id": run.run_id,
         "vx_version": vx.__version__,

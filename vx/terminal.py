@@ -270,6 +270,8 @@ class TerminalReporter:
         if status == TaskStatus.FAILED:
             took = _seconds(result.duration_ms)
             message = f"failed with exit code {result.exit_code} after {took}"
+            if result.worker is not None:
+                message += f" on {result.worker}"
             self._line(task, self._paint(message, "31;1"))
         elif status == TaskStatus.FLAKY:
             attempts = result.attempts

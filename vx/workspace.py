@@ -51,6 +51,9 @@ class TaskDefinition:
     plugin_settings: Mapping[str, Any] = field(default_factory=dict)
     """Validated values of the plugin-owned task keys this task sets (``vx_task_settings``),
     keyed by task key; models are frozen into read-only attribute views."""
+    requires: tuple[str, ...] = ()
+    """Resources a machine must offer to run the task (``"gpu"``, ``"mem=8"``); used by
+    remote executors (Dask worker resources), ignored by local execution, not in the key."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         Config,
         Executor,
         OutputCallback,
+        RemoteExecution,
         RunInfo,
         Task,
         TaskGraph,
@@ -362,7 +363,9 @@ class SandboxExecutor:
         self.inner = inner
         self.session = session
 
-    async def execute(self, task: Task, spec: CommandSpec, on_output: OutputCallback) -> int:
+    async def execute(
+        self, task: Task, spec: CommandSpec, on_output: OutputCallback
+    ) -> int | RemoteExecution:
         prepared = self.session.prepared.get(task.id)
         if prepared is None:
             return await self.inner.execute(task, spec, on_output)
@@ -373,6 +376,9 @@ class SandboxExecutor:
             prepared.reset_tmp()
         # file timestamps come from the coarse clock, which may lag time.time_ns()
         prepared.started_ns = time.clock_gettime_ns(_REALTIME_COARSE)
-        code = await self.inner.execute(task, spec, on_output)
-        await self.session.finished(prepared, code, self.inner, on_output, spec)
-        return code
+        outcome = await self.inner.execute(task, spec, on_output)
+        if not isinstance(outcome, int):
+            # Ran on another machine (a remote executor): confining it is that side's job.
+            return outcome
+        await self.session.finished(prepared, outcome, self.inner, on_output, spec)
+        return outcome

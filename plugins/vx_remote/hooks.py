@@ -24,52 +24,27 @@ def vx_settings_models() -> dict[str, type[BaseModel]]:
     return {"remote": RemoteSettings}
 
 
-def _first(*values: str | None) -> str | None:
-    return next((value for value in values if value), None)
-
-
 @vx.hookimpl
 def vx_cache_layers(config: Config) -> list[CacheLayer]:
     settings = config.section("remote")
-    env = os.environ
-    url = _first(env.get("VX_REMOTE_CACHE_URL"), settings.url, env.get("TURBO_API"))
-    if not url:
+    if not (os.environ.get("VX_REMOTE_CACHE_URL") or settings.url or os.environ.get("TURBO_API")):
         return []
-    from vx_remote.client import RemoteCache, redact
+    from vx_remote.client import RemoteCache
+    from vx_remote.target import remote_target
 
-    if not url.startswith(("http://", "https://")):
-        vx.warning(
-            f"remote cache disabled: URL {redact(url)!r} must start with http:// or https://"
-        )
+    target = remote_target(config)
+    if isinstance(target, str):
+        vx.warning(f"remote cache disabled: {target}")
         return []
-    team = _first(env.get("VX_REMOTE_CACHE_TEAM"), settings.team, env.get("TURBO_TEAM"))
-    if not team:
-        vx.warning(
-            "remote cache disabled: no team; set [tool.vx.remote] team or VX_REMOTE_CACHE_TEAM"
-        )
-        return []
-    token = _first(env.get(settings.token_env), env.get("TURBO_TOKEN"))
-    key: bytes | None = None
-    if settings.signature:
-        secret = _first(
-            env.get("VX_REMOTE_CACHE_SIGNATURE_KEY"), env.get("TURBO_REMOTE_CACHE_SIGNATURE_KEY")
-        )
-        if not secret:
-            vx.warning(
-                "remote cache disabled: signature = true but VX_REMOTE_CACHE_SIGNATURE_KEY "
-                "is not set"
-            )
-            return []
-        key = secret.encode()
     layer = RemoteCache(
-        url,
-        team,
-        token,
-        read=settings.read,
-        write=settings.write,
-        timeout=settings.timeout,
-        upload_timeout=settings.upload_timeout,
-        signature_key=key,
+        target.url,
+        target.team,
+        target.token(os.environ),
+        read=target.read,
+        write=target.write,
+        timeout=target.timeout,
+        upload_timeout=target.upload_timeout,
+        signature_key=target.signature_key(os.environ),
     )
     config.stash[_LAYER] = layer
     return [layer]
