@@ -16,7 +16,18 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_clean() -> None:
-    result = _run("ruff", "check", "vx", "vx_otel", "vx_sandbox", "plugins", "tests", "benchmarks")
+    result = _run(
+        "ruff",
+        "check",
+        "vx",
+        "vx_otel",
+        "vx_sandbox",
+        "plugins",
+        "tests",
+        "benchmarks",
+        "vx_ipc.py",
+        "vx_ipc_pytest.py",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -59,14 +59,20 @@ def _describe(path: Path) -> dict[str, Any]:
 
 
 def pack(
-    task: Task, root: Path, log: bytes, meta: dict[str, Any], level: int = 3
+    task: Task,
+    root: Path,
+    log: bytes,
+    meta: dict[str, Any],
+    level: int = 3,
+    ignored: frozenset[str] = frozenset(),
 ) -> tuple[bytes, dict[str, Any]]:
     """Build the compressed archive of ``task``'s outputs, log and ``meta``; returns it with
-    the recorded output listing (path -> type, size, mtime, mode, digest)."""
+    the recorded output listing (path -> type, size, mtime, mode, digest). ``ignored``:
+    workspace-relative paths (files or directories) a tool said are not results."""
     import zstandard
 
-    files = output_files(task)
-    outputs = {path.relative_to(root).as_posix(): _describe(path) for path in files}
+    names = (path.relative_to(root).as_posix() for path in output_files(task))
+    outputs = {name: _describe(root / name) for name in names if not _ignored(name, ignored)}
     expanded = sum(entry.get("size", 0) for entry in outputs.values()) + len(log)
     meta = {**meta, "format": CACHE_FORMAT, "outputs": outputs, "expanded_size": expanded}
     raw = io.BytesIO()
@@ -80,6 +86,13 @@ def pack(
         for name in outputs:
             tar.add(root / name, arcname=name, recursive=False)
     return raw.getvalue(), outputs
+
+
+def _ignored(name: str, ignored: frozenset[str]) -> bool:
+    if not ignored:
+        return False
+    parts = name.split("/")
+    return any("/".join(parts[:end]) in ignored for end in range(1, len(parts) + 1))
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:

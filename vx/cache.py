@@ -28,6 +28,8 @@ from vx.errors import UsageError
 from vx.execution import OutputCallback, TaskResult, TaskStatus
 from vx.explain import ManifestStore, explain
 from vx.filehash import FileHasher
+from vx.fingerprint import changes as fingerprint_changes
+from vx.fingerprint import fingerprint
 from vx.keys import KeyBuilder
 from vx.outputs import Restored, outputs_current
 from vx.runoptions import LayerAccess, RunOptions
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from vx.artifacts import ArtifactError
     from vx.config import Config
     from vx.graph import Task, TaskGraph
+    from vx.ipc import Reported
 
 __all__ = ["TaskCache", "create_cache"]
 
@@ -47,6 +50,14 @@ _OFF = LayerAccess(read=False, write=False)
 
 class _LayerReadError(Exception):
     """A cache layer raised while reading (the cause is chained)."""
+
+
+class _Stale(Exception):
+    """The entry's tool-reported fingerprint no longer matches (one change per arg)."""
+
+    def __init__(self, changes: list[str]) -> None:
+        super().__init__("; ".join(changes))
+        self.changes = changes
 
 
 class _LayerWriteError(Exception):
@@ -93,8 +104,10 @@ class TaskCache:
         self._ready: dict[str, tuple[CacheLayer, Restored]] = {}
         self._layer_infos: dict[str, Mapping[str, ArtifactInfo]] = {}
         components = {task.id: config.hook.task_hash_components(task, config) for task in graph}
-        hasher = FileHasher(self.vx_dir / "stat-cache")
-        self.keys = KeyBuilder(graph, hasher, components)
+        self._stale: dict[str, list[str]] = {}
+        """Tasks whose entry was found but its tool-reported fingerprint no longer matches."""
+        self.hasher = FileHasher(self.vx_dir / "stat-cache")
+        self.keys = KeyBuilder(graph, self.hasher, components)
         self.keys.compute()
 
     # -- helpers ---------------------------------------------------------------
@@ -114,7 +127,33 @@ class TaskCache:
         _log.warning(f"{layer.name} cache: {cause}{consequence}", once=False)
 
     def reason(self, task: Task) -> list[str]:
-        return explain(self.manifests.load(task.id), self.keys.manifests[task.id])
+        stale = self._stale.get(task.id)
+        if stale:
+            return stale
+        previous = self.manifests.load(task.id)
+        reported = previous.get("reported") if previous else None
+        if previous is not None and previous.get("key") == task.hash and reported:
+            if isinstance(reported, dict) and "disabled" in reported:
+                return [f"the last run was not cached: {reported['disabled']}"]
+            found = self._fingerprint_changes(reported)
+            if found:
+                return found
+        return explain(previous, self.keys.manifests[task.id])
+
+    def _fingerprint_changes(self, reported: object) -> list[str]:
+        return fingerprint_changes(self.root, self.hasher, reported, self.keys.environ)
+
+    def _validate(self, task: Task, data: bytes) -> dict[str, Any]:
+        """The archive's metadata, after checking its tool-reported fingerprint (if any);
+        raises :class:`_Stale` when it no longer matches."""
+        from vx.artifacts import read_meta
+
+        meta = read_meta(data)
+        if "reported" in meta:
+            found = self._fingerprint_changes(meta["reported"])
+            if found:
+                raise _Stale(found)
+        return meta
 
     def details(self, task: Task) -> CacheResult:
         """Cache details of a task that is about to run (a miss, or caching disabled)."""
@@ -138,13 +177,31 @@ class TaskCache:
                     found = layer
                     break
                 try:
-                    if layer.has(task.hash):
+                    if layer.has(task.hash) and self._still_valid(layer, task, task.hash):
                         found = layer
                         break
                 except Exception as exc:
                     self._layer_failed(layer, "answer", exc)
         self._probed[task.id] = found
         return found
+
+    def _still_valid(self, layer: CacheLayer, task: Task, key: str) -> bool:
+        """An entry found without its listing (``has``) may carry a tool-reported
+        fingerprint: read its metadata to check it (``--dry`` and ``vx why`` predict what a
+        run would do). Entries with a fingerprint never have a listing (see :meth:`save`)."""
+        from vx.artifacts import ArtifactError
+
+        artifact = layer.get(key)
+        if artifact is None:
+            return False
+        try:
+            self._validate(task, artifact.data)
+        except _Stale as stale:
+            self._stale[task.id] = stale.changes
+            return False
+        except ArtifactError:
+            return False
+        return True
 
     def lookup(self, task: Task) -> CacheResult:
         """What a run would find for ``task``, without restoring anything."""
@@ -214,15 +271,20 @@ class TaskCache:
             except _LayerReadError as exc:
                 self._layer_failed(layer, "read", exc.__cause__ or exc)
                 continue
+            except _Stale as stale:
+                self._stale[task.id] = stale.changes
+                continue
             if fetched is None:
                 continue
             artifact, restored, found_at = fetched
             if index > 0:
-                info = ArtifactInfo(
-                    outputs=restored.meta.get("outputs", {}),
-                    log=restored.log,
-                    duration_ms=float(restored.meta.get("duration_ms", 0.0)),
-                )
+                info = None
+                if "reported" not in restored.meta:
+                    info = ArtifactInfo(
+                        outputs=restored.meta.get("outputs", {}),
+                        log=restored.log,
+                        duration_ms=float(restored.meta.get("duration_ms", 0.0)),
+                    )
                 await self._backfill(layer, replace(artifact, task_id=task.id, info=info))
             return self._hit(task, layer, key, restored, start, found_at, on_output)
         details = replace(self.details(task), lookup_ms=(time.monotonic() - start) * 1000)
@@ -240,7 +302,10 @@ class TaskCache:
         on_output: OutputCallback,
     ) -> TaskResult:
         """``found_at``: when the layer had answered (the rest is restoring the entry)."""
-        self.manifests.save(task.id, key, self.keys.manifests[task.id])
+        reported = restored.meta.get("reported")
+        self.manifests.save(
+            task.id, key, self.keys.manifests[task.id], reported if reported else None
+        )
         details = CacheResult(
             status=CacheStatus.HIT,
             source=_source(layer),
@@ -295,6 +360,7 @@ class TaskCache:
         if artifact is None:
             return None
         found_at = time.monotonic()
+        self._validate(task, artifact.data)
         return artifact, unpack(artifact.data, task, self.root, self.vx_dir / "tmp"), found_at
 
     async def _unusable(self, layer: CacheLayer, task: Task, key: str, exc: ArtifactError) -> None:
@@ -323,13 +389,21 @@ class TaskCache:
             except Exception as exc:
                 self._layer_failed(layer, "store", exc)
 
-    async def save(self, task: Task, result: TaskResult) -> None:
+    async def save(self, task: Task, result: TaskResult, reported: Reported | None = None) -> None:
+        """Store a passing result. ``reported``: what the task's tools reported through the
+        runner-aware channel: a run a tool kept out of the cache is only remembered for
+        ``vx why``; reported inputs and tracked env become the entry's fingerprint, and such
+        an entry has no listing (:class:`ArtifactInfo`) so every hit reads its metadata."""
         import asyncio
 
         if not self.writable or task.hash is None:
             return
         key = task.hash
-        meta = {
+        if reported is not None and reported.disabled is not None:
+            manifest = self.keys.manifests[task.id]
+            self.manifests.save(task.id, key, manifest, {"disabled": reported.disabled})
+            return
+        meta: dict[str, Any] = {
             "key": key,
             "task": task.id,
             "exit_code": result.exit_code,
@@ -341,7 +415,9 @@ class TaskCache:
         rest = [layer for layer in self.writable if not layer.local]
         started = time.monotonic()
         try:
-            artifact = await asyncio.to_thread(self._pack_and_store, task, result, meta, local)
+            artifact = await asyncio.to_thread(
+                self._pack_and_store, task, result, meta, local, reported
+            )
         except OSError as exc:
             _log.warning(f"{task.id}: could not archive outputs ({exc}); not cached", once=False)
             return
@@ -349,7 +425,7 @@ class TaskCache:
             self._layer_failed(exc.layer, "store", exc.__cause__ or exc)
             return
         result.cache = replace(result.cache, save_ms=(time.monotonic() - started) * 1000)
-        self.manifests.save(task.id, key, self.keys.manifests[task.id])
+        self.manifests.save(task.id, key, self.keys.manifests[task.id], meta.get("reported"))
         for layer in rest:
             upload = asyncio.create_task(self._upload(layer, artifact))
             self._uploads.add(upload)
@@ -396,18 +472,29 @@ class TaskCache:
         )
 
     def _pack_and_store(
-        self, task: Task, result: TaskResult, meta: dict[str, Any], local: list[CacheLayer]
+        self,
+        task: Task,
+        result: TaskResult,
+        meta: dict[str, Any],
+        local: list[CacheLayer],
+        reported: Reported | None,
     ) -> Artifact:
-        """Archive the outputs and save them in the local layers in one worker-thread hop."""
+        """Archive the outputs and save them in the local layers in one worker-thread hop
+        (``meta`` gains the tool-reported fingerprint, if any)."""
         from vx.artifacts import pack
 
-        data, outputs = pack(task, self.root, result.output, meta)
+        ignored: frozenset[str] = frozenset()
+        if reported is not None:
+            ignored = frozenset(reported.ignored_outputs)
+            found = fingerprint(self.root, self.hasher, reported)
+            if found is not None:
+                meta["reported"] = found
+        data, outputs = pack(task, self.root, result.output, meta, ignored=ignored)
+        info = None
+        if "reported" not in meta:
+            info = ArtifactInfo(outputs=outputs, log=result.output, duration_ms=result.duration_ms)
         artifact = Artifact(
-            key=meta["key"],
-            data=data,
-            duration_ms=result.duration_ms,
-            task_id=task.id,
-            info=ArtifactInfo(outputs=outputs, log=result.output, duration_ms=result.duration_ms),
+            key=meta["key"], data=data, duration_ms=result.duration_ms, task_id=task.id, info=info
         )
         for layer in local:
             try:

@@ -99,6 +99,9 @@ class CacheResult(Mapping[str, object]):
     """Misses: what changed since the last cached run, ``; ``-joined."""
     changes: tuple[str, ...] | None = None
     """Misses: the same, one entry per change."""
+    uncached: str | None = None
+    """Misses: why the result was not stored although the task passed (a tool called
+    ``disable_cache``, see ``docs/runner-aware.md``)."""
     persistent: str | None = None
     """Persistent tasks (never cached): how the server ended (``stopped``, ``running``,
     ``failed``, ``cancelled``)."""

@@ -44,6 +44,10 @@ class CommandSpec:
     Thread-scoped restrictions it applies (Landlock, seccomp, ``no_new_privs``) are inherited
     by the process, and the spawn keeps its fast path (no ``fork`` of vx); raising an
     exception fails the task with its message."""
+    ipc_dir: Path | None = None
+    """The private directory holding the task's runner-aware socket (its path is
+    ``env["VX_IPC"]``, see ``docs/runner-aware.md``), None when the channel is off. A
+    sandbox must let the task connect to the socket in it."""
 
 
 class ContinueMode(StrEnum):

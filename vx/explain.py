@@ -45,12 +45,24 @@ class ManifestStore:
             return None
         return data if isinstance(data, dict) else None
 
-    def save(self, task_id: str, key: str, manifest: dict[str, Any]) -> None:
-        if self.index.get(task_id) == key:
+    def save(
+        self,
+        task_id: str,
+        key: str,
+        manifest: dict[str, Any],
+        reported: dict[str, Any] | None = None,
+    ) -> None:
+        """Remember the manifest of ``task_id``'s entry ``key``; ``reported``: the entry's
+        tool-reported fingerprint, or ``{"disabled": reason}`` for a run a tool kept out of
+        the cache (both always written: they vary under one key)."""
+        if self.index.get(task_id) == key and reported is None:
             return
+        record: dict[str, Any] = {"key": key, "manifest": manifest}
+        if reported is not None:
+            record["reported"] = reported
         # Not atomic on purpose (it is on the per-task path): a torn file reads as "no
         # previous manifest", which only weakens the explanation of one miss.
-        _write(self._path(task_id), json.dumps({"key": key, "manifest": manifest}))
+        _write(self._path(task_id), json.dumps(record))
         self.index[task_id] = key
         self._dirty = True
 

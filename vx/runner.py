@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from vx.config import Config
     from vx.execution import Executor
     from vx.graph import Task, TaskGraph
+    from vx.ipc import ChannelServer, Reported
     from vx.runoptions import RunOptions
     from vx.services import ServicePool
 
@@ -50,7 +51,9 @@ class RunCache(Protocol):
 
     async def restore(self, task: Task, on_output: OutputCallback) -> TaskResult | None: ...
 
-    async def save(self, task: Task, result: TaskResult) -> None: ...
+    async def save(
+        self, task: Task, result: TaskResult, reported: Reported | None = None
+    ) -> None: ...
 
     async def adopt(self, task: Task, result: TaskResult, *, restore: bool) -> None: ...
 
@@ -120,6 +123,7 @@ class Runner:
         self._commands: dict[str, asyncio.Task[int | RemoteExecution]] = {}
         """The command phase of each running task: the only thing fail-fast cancels."""
         self._stopping = False
+        self._channels: ChannelServer | None = None
         env_mode = options.env_mode or config.settings.env_mode
         self._environments = TaskEnvironments(
             root=graph.workspace.root,
@@ -233,12 +237,18 @@ class Runner:
 
     async def _run(self, *, handle_signals: bool) -> None:
         restore_signals = self._install_signal_handlers() if handle_signals else (lambda: None)
+        if self.config.settings.runner_aware:
+            from vx.ipc import ChannelServer
+
+            self._channels = ChannelServer(self.graph.workspace.root)
         try:
             await self._schedule()
             if self.cache is not None:
                 await self.cache.wait_uploads()
         finally:
             restore_signals()
+            if self._channels is not None:
+                self._channels.close()
 
     def _exit_code(self) -> int:
         if self.run_info.interrupted:
@@ -445,6 +455,7 @@ class Runner:
             cache_details = _DISABLED
             return result(TaskStatus.SUCCESS, 0)
         attempts = 0
+        channel = None
         try:
             if self.cache is not None:
                 hit = await self.cache.restore(task, on_output)
@@ -457,6 +468,13 @@ class Runner:
                 cwd=task.cwd,
                 env=self._environments.for_task(task),
             )
+            if self._channels is not None and not task.definition.persistent:
+                from vx.ipc import ENV_VAR
+
+                channel = await self._channels.open(task)
+                if channel is not None:
+                    spec.env[ENV_VAR] = channel.address
+                    spec.ipc_dir = channel.directory
             spec = hook.wrap_command(task, spec, self.config)
             if task.definition.persistent:
                 return await self._serve(task, spec, on_output, output, result)
@@ -472,11 +490,15 @@ class Runner:
                     remote, code = None, outcome
         except asyncio.CancelledError:
             return result(TaskStatus.CANCELLED, 128 + signal.SIGTERM, attempts)
+        finally:
+            reported = channel.close() if channel is not None else None
         worker = None if remote is None else remote.worker
         if code != 0:
             return replace(result(TaskStatus.FAILED, code, attempts), worker=worker)
         done = result(TaskStatus.SUCCESS if attempts == 1 else TaskStatus.FLAKY, 0, attempts)
         done.worker = worker
+        if reported is not None and reported.disabled is not None:
+            done.cache = replace(done.cache, uncached=reported.disabled)
         if self.cache is not None and task.definition.cache:
             # Stopped while archiving: the task still passed, it is just not cached.
             with contextlib.suppress(asyncio.CancelledError):
@@ -486,7 +508,7 @@ class Runner:
                 else:
                     # A failure is never cached: the entry holds the passing attempt's log.
                     saved = replace(done, output=bytes(output[attempt_start:]))
-                    await self.cache.save(task, saved)
+                    await self.cache.save(task, saved, reported)
                     done.cache = saved.cache  # with the archiving time (save_ms)
         return done
 

@@ -226,6 +226,7 @@ ROOT_ONLY_KEYS = (
     "grace_period",
     "retries",
     "fail_on_flaky",
+    "runner_aware",
     "defaults",
 )
 
@@ -269,6 +270,8 @@ class CoreSettings(BaseSettings):
     """Default ``retries`` of every task."""
     fail_on_flaky: bool = False
     """Exit 1 when a task was flaky (failed, then passed on a retry)."""
+    runner_aware: bool = True
+    """Serve each task a runner-aware channel (``VX_IPC``, see docs/runner-aware.md)."""
     defaults: DefaultsSettings = Field(default_factory=DefaultsSettings)
     depends_on: list[str] = Field(default_factory=list)
     tasks: dict[str, TaskSettings] = Field(default_factory=dict)
