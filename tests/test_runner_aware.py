@@ -14,8 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import vx_ipc
-from vx.testing import RunResult, VxWorkspace
+
+pytest.register_assert_rewrite("remote_servers")
+from remote_servers import TurboServer  # noqa: E402
+
+from vx.testing import RunResult, VxWorkspace  # noqa: E402
+
+# Fixtures: turbo_server (a real turborepo-remote-cache).
+pytest_plugins = ["remote_servers"]
 
 Make = Callable[[dict[str, Any]], VxWorkspace]
 
@@ -217,22 +226,40 @@ def test_disable_cache_keeps_the_run_out_of_the_cache(vx_workspace: Make) -> Non
     assert "the last run was not cached: talked to the staging database" in why.stdout
 
 
-def test_fingerprint_travels_with_a_copied_cache(vx_workspace: Make, tmp_path: Path) -> None:
-    """Another checkout sharing the cache (what a remote layer sees): the entry carries its
-    fingerprint, so a different reported file there is a miss, an equal one a hit."""
+def test_fingerprint_travels_with_the_remote_cache(
+    vx_workspace: Make, tmp_path: Path, turbo_server: TurboServer
+) -> None:
+    """A second clone with its own local cache reads the entry from a real remote cache: the
+    fingerprint came with it, so an equal reported file is a hit, a different one a miss."""
     script = """
         import vx_ipc
         vx_ipc.add_inputs(["../../shared/data.txt"])
         print("ran")
     """
-    cache = {"VX_CACHE_DIR": str(tmp_path / "shared-cache")}
-    one = workspace(vx_workspace, script, inputs=["tool.py"])
-    assert one.run_subprocess("run", "check", env=cache).exit_code == 0
-    two = workspace(vx_workspace, script, inputs=["tool.py"])
-    assert cache_of(two.run_subprocess("run", "check", env=cache), "app#check")["status"] == "hit"
-    (two.path / "shared/data.txt").write_text("different\n")
-    miss = two.run_subprocess("run", "check", env=cache)
+    remote = {"url": turbo_server.url, "team": turbo_server.team}
+
+    def clone(name: str) -> tuple[VxWorkspace, dict[str, str]]:
+        ws = workspace(vx_workspace, script, inputs=["tool.py"])
+        ws.write({"pyproject.toml": {"tool": {"vx": {**ROOT["tool"]["vx"], "remote": remote}}}})
+        env = {"VX_REMOTE_CACHE_TOKEN": turbo_server.token, "VX_CACHE_DIR": str(tmp_path / name)}
+        return ws, env
+
+    one, env_one = clone("one")
+    first = one.run_subprocess("run", "check", env=env_one)
+    assert first.exit_code == 0, first.output
+    assert turbo_server.stored_keys() == [first.task("app#check")["hash"]]
+    two, env_two = clone("two")
+    hit = two.run_subprocess("run", "check", env=env_two)
+    assert cache_of(hit, "app#check")["status"] == "hit", hit.output
+    assert cache_of(hit, "app#check")["source"] == "remote"
+    three, env_three = clone("three")
+    (three.path / "shared/data.txt").write_text("different\n")
+    dry = json.loads(three.run_subprocess("run", "check", "--dry=json", env=env_three).stdout)
+    assert dry["tasks"][0]["cache"]["status"] == "miss"
+    miss = three.run_subprocess("run", "check", env=env_three)
     assert cache_of(miss, "app#check")["status"] == "miss", miss.output
+    assert cache_of(miss, "app#check")["changes"] == ["tool-reported input shared/data.txt changed"]
+    assert "ran" in miss.output
 
 
 # -- misbehaving clients -------------------------------------------------------------------

@@ -70,7 +70,7 @@ def test_a_warm_full_hit_imports_no_heavy_module(vx_workspace: Make) -> None:
     assert "vx_records.replay" not in warm
     assert "vx_records.report" not in warm
     # vx init and vx mcp: their hooks modules load (always), their dependencies must not.
-    for heavy in ("tomlkit", "mcp", "anyio", "vx_init.propose", "vx_mcp.server"):
+    for heavy in ("tomlkit", "mcp", "anyio", "vx_init.propose", "vx_mcp.server", "vx.ipc"):
         assert heavy not in warm, f"a warm full hit imported {heavy}"
 
 

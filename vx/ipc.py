@@ -81,11 +81,11 @@ class Reported:
 class TaskChannel:
     """One task's endpoint: its socket, its open connections and what they reported."""
 
-    def __init__(self, server: ChannelServer, task: Task, directory: Path) -> None:
+    def __init__(self, server: ChannelServer, task: Task, directory: Path, name: str) -> None:
         self.server = server
         self.task = task
         self.directory = directory
-        self.address = str(directory / "s")
+        self.address = str(directory / name)
         self.reported = Reported()
         self._listener: asyncio.base_events.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
@@ -105,7 +105,7 @@ class TaskChannel:
         )
 
     def close(self) -> Reported:
-        """Stop serving (the task ended): drop connections, remove the socket directory."""
+        """Stop serving (the task ended): drop connections, remove the socket."""
         if not self._closed:
             self._closed = True
             if self._listener is not None:
@@ -113,7 +113,8 @@ class TaskChannel:
             for handler, writer in list(self._connections.items()):
                 writer.transport.abort()
                 handler.cancel()
-            shutil.rmtree(self.directory, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.unlink(self.address)
         return self.reported
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -249,13 +250,18 @@ def _answer(ident: int | None, error: str | None = None, **fields: Any) -> bytes
 
 
 class ChannelServer:
-    """The channels of one run: a private (0700) directory holding one directory per task."""
+    """The channels of one run: a private (0700) directory holding one 0700 directory per
+    concurrency slot, in which the task holding the slot gets a socket of its own (a fresh
+    name per task, removed when the task ends). Directories are reused across the tasks of a
+    slot: removing a directory costs milliseconds on some file systems (2.6 ms measured on
+    ext4), a socket file microseconds."""
 
     def __init__(self, root: Path, environ: Mapping[str, str] | None = None) -> None:
         self.root = str(root.resolve())
         self.environ = os.environ if environ is None else environ
         self.base: Path | None = None
         self._count = 0
+        self._slots: set[int] = set()
 
     def relative(self, path: str) -> str | None:
         """``path`` relative to the workspace root (POSIX), or None when it is not an
@@ -271,15 +277,18 @@ class ChannelServer:
             return None
         return relative
 
-    async def open(self, task: Task) -> TaskChannel | None:
-        """Start serving ``task``'s channel; None (one warning) when that is impossible."""
+    async def open(self, task: Task, slot: int) -> TaskChannel | None:
+        """Start serving ``task``'s channel in the directory of concurrency slot ``slot``;
+        None (one warning) when that is impossible."""
         try:
             if self.base is None:
                 self.base = _private_base()
+            directory = self.base / str(slot)
+            if slot not in self._slots:
+                directory.mkdir(mode=0o700)
+                self._slots.add(slot)
             self._count += 1
-            directory = self.base / str(self._count)
-            directory.mkdir(mode=0o700)
-            channel = TaskChannel(self, task, directory)
+            channel = TaskChannel(self, task, directory, f"{self._count}.sock")
             await channel.start()
         except OSError as exc:
             _log.warning(f"runner-aware channel unavailable ({exc}); tasks run without it")
@@ -291,6 +300,7 @@ class ChannelServer:
         if self.base is not None:
             shutil.rmtree(self.base, ignore_errors=True)
             self.base = None
+            self._slots.clear()
 
 
 def _private_base() -> Path:

@@ -471,7 +471,7 @@ class Runner:
             if self._channels is not None and not task.definition.persistent:
                 from vx.ipc import ENV_VAR
 
-                channel = await self._channels.open(task)
+                channel = await self._channels.open(task, slot)
                 if channel is not None:
                     spec.env[ENV_VAR] = channel.address
                     spec.ipc_dir = channel.directory
