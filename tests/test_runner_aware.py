@@ -219,6 +219,7 @@ def test_disable_cache_keeps_the_run_out_of_the_cache(vx_workspace: Make) -> Non
     first = ws.run_subprocess("run", "check")
     assert first.exit_code == 0
     assert cache_of(first, "app#check")["uncached"] == "talked to the staging database"
+    first.fnmatch_lines(["app#check: not cached: talked to the staging database"])
     second = ws.run_subprocess("run", "check")
     assert cache_of(second, "app#check")["status"] == "miss"
     assert "ran" in second.output
@@ -459,7 +460,7 @@ def test_pytest_plugin_narrows_inputs(vx_workspace: Make) -> None:
                 "b",
                 {
                     "test": {
-                        "cmd": f"{PY} -m pytest -q -p no:cacheprovider tests",
+                        "cmd": f"{PY} -m pytest -q tests",
                         "inputs": ["tests/**", "src/**"],
                     }
                 },

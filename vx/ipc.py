@@ -73,10 +73,6 @@ class Reported:
             if path not in ignored and not any(path.startswith(i + "/") for i in ignored)
         )
 
-    @property
-    def fingerprinted(self) -> bool:
-        return bool(self.effective_inputs() or self.env)
-
 
 class TaskChannel:
     """One task's endpoint: its socket, its open connections and what they reported."""
@@ -122,7 +118,10 @@ class TaskChannel:
 
         current = asyncio.current_task()
         assert current is not None
-        if self._closed or len(self._connections) >= MAX_CONNECTIONS:
+        if self._closed:
+            writer.transport.abort()
+            return
+        if len(self._connections) >= MAX_CONNECTIONS:
             self.warn(
                 "connections",
                 f"more than {MAX_CONNECTIONS} connections at once; extra ones refused",

@@ -279,6 +279,8 @@ class TerminalReporter:
             self._line(task, self._paint(message, "33;1"))
         elif status == TaskStatus.CANCELLED and self.verbosity >= 0:
             self._line(task, self._paint("cancelled", "33"))
+        if result.cache.uncached and self.verbosity >= 0:
+            self._line(task, self._paint(f"not cached: {result.cache.uncached}", "33"))
         self.out.flush()
 
     def _group(self, result: TaskResult) -> None:
