@@ -273,15 +273,49 @@ def test_paths_outside_the_workspace_are_refused(vx_workspace: Make) -> None:
         import vx_ipc
         assert vx_ipc.add_inputs(["/etc/hostname", "../../shared/data.txt"]) is False
         assert vx_ipc.add_inputs(["../../.vx/anything"]) is False
+        assert vx_ipc.add_inputs(["escape"]) is False  # a symlink out of the workspace
         """,
         inputs=["tool.py"],
     )
+    (ws.path / "packages/app/escape").symlink_to("/etc/hostname")
     first = ws.run_subprocess("run", "check")
     assert first.exit_code == 0, first.output
     assert "outside the workspace or under .vx/ refused, e.g. /etc/hostname" in first.stderr
     assert "vx refused 1 path(s) of add_inputs" in first.output
     (ws.path / "shared/data.txt").write_text("changed\n")  # the accepted path still counts
     assert cache_of(ws.run_subprocess("run", "check"), "app#check")["status"] == "miss"
+
+
+def test_too_many_paths_make_the_run_uncacheable(vx_workspace: Make) -> None:
+    ws = workspace(
+        vx_workspace,
+        """
+        import vx_ipc
+        assert vx_ipc.add_inputs([f"file-{i}" for i in range(50_001)]) is False
+        """,
+        inputs=["tool.py"],
+    )
+    result = ws.run_subprocess("run", "check")
+    assert result.exit_code == 0, result.output
+    assert "more than 50000 paths reported; this run is not cached" in result.stderr
+    assert cache_of(result, "app#check")["uncached"] == "a tool reported more than 50000 paths"
+    assert cache_of(ws.run_subprocess("run", "check"), "app#check")["status"] == "miss"
+
+
+def test_pytest_plugin_is_inactive_without_vx(tmp_path: Path) -> None:
+    (tmp_path / "test_x.py").write_text("def test_x():\n    pass\n")
+    env = {k: v for k, v in os.environ.items() if k != "VX_IPC"}
+    done = subprocess.run(
+        [PY, "-m", "pytest", "-q", "--trace-config", "-p", "no:cacheprovider", "test_x.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "vx_ipc_pytest" in done.stdout  # loaded through its pytest11 entry point
+    assert "vx_ipc" not in done.stderr
 
 
 RAW_CLIENT = """
