@@ -430,3 +430,74 @@ def test_interrupted_while_a_result_is_saved(vx_workspace: MakeWorkspace) -> Non
     summary = json.loads((workspace.path / "summary.json").read_text())
     statuses = {task["id"]: task["status"] for task in summary["tasks"]}
     assert statuses == {"a#build": "success", "b#build": "cancelled"}
+
+
+# -- vx_graph_hash_components / vx_task_hash_components ----------------------------------------
+
+COMPONENTS = """
+    from __future__ import annotations
+
+    import os
+    from typing import TYPE_CHECKING
+
+    import vx
+
+    if TYPE_CHECKING:
+        from vx import Config, Task, TaskGraph
+
+    CALLS = os.environ["COMPONENT_CALLS"]
+
+
+    def _count(name: str) -> None:
+        with open(CALLS, "a") as handle:
+            handle.write(name + "\\n")
+
+
+    @vx.hookimpl
+    def vx_graph_hash_components(graph: TaskGraph, config: Config) -> dict[str, dict[str, str]]:
+        _count("graph")
+        # Only a#build gets the batched component.
+        return {"a#build": {"batch.flavour": os.environ.get("FLAVOUR", "plain")}}
+
+
+    @vx.hookimpl
+    def vx_task_hash_components(task: Task, config: Config) -> dict[str, str] | None:
+        _count("task")
+        if task.project.name != "b":
+            return None
+        return {"batch.colour": os.environ.get("COLOUR", "red")}
+"""
+
+
+def test_batched_and_per_task_key_components(vx_workspace: MakeWorkspace, tmp_path: Any) -> None:
+    files = {
+        **ROOT,
+        **project("a", {"build": {"cmd": "echo a"}}),
+        **project("b", {"build": {"cmd": "echo b"}}),
+        **installed("vx-batch", "vx_batch", COMPONENTS),
+    }
+    ws = vx_workspace(files)
+    calls = tmp_path / "calls.txt"
+
+    def keyed(**env: str) -> dict[str, str]:
+        calls.write_text("")
+        result = run(ws, "run", "build", "--dry=json", COMPONENT_CALLS=str(calls), **env)
+        assert result.exit_code == 0, result.output
+        return {task["id"]: task["hash"] for task in json.loads(result.stdout)["tasks"]}
+
+    base = keyed()
+    # One batched call per run; the per-task hook once per task.
+    assert sorted(calls.read_text().split()) == ["graph", "task", "task"]
+    flavoured = keyed(FLAVOUR="spicy")
+    assert flavoured["a#build"] != base["a#build"]
+    assert flavoured["b#build"] == base["b#build"]
+    coloured = keyed(COLOUR="blue")
+    assert coloured["b#build"] != base["b#build"]
+    assert coloured["a#build"] == base["a#build"]
+    assert keyed() == base
+
+    # The components are recorded in the stored manifest, so a miss names them.
+    assert run(ws, "run", "build", COMPONENT_CALLS=str(calls)).exit_code == 0
+    again = run(ws, "run", "build", COMPONENT_CALLS=str(calls), FLAVOUR="spicy")
+    assert again.outcomes == {"a#build": "success", "b#build": "cached"}, again.output
+    assert "batch.flavour" in again.task("a#build")["cache"]["reason"]

@@ -103,7 +103,7 @@ class TaskCache:
         self._probed: dict[str, CacheLayer | None] = {}
         self._ready: dict[str, tuple[CacheLayer, Restored]] = {}
         self._layer_infos: dict[str, Mapping[str, ArtifactInfo]] = {}
-        components = {task.id: config.hook.task_hash_components(task, config) for task in graph}
+        components = config.hook.hash_components(graph, config)
         self._stale: dict[str, list[str]] = {}
         """Tasks whose entry was found but its tool-reported fingerprint no longer matches."""
         self.hasher = FileHasher(self.vx_dir / "stat-cache")

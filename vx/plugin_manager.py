@@ -290,11 +290,21 @@ class HookRelay:
         self._call("vx_modify_graph", graph=graph, config=config)
 
     # hashing and caching
-    def task_hash_components(self, task: Task, config: Config) -> dict[str, str | bytes]:
-        components: dict[str, str | bytes] = {}
-        for mapping in self._call("vx_task_hash_components", task=task, config=config):
-            if mapping:
-                components.update(mapping)
+    def hash_components(
+        self, graph: TaskGraph, config: Config
+    ) -> dict[str, dict[str, str | bytes]]:
+        """Every task's plugin key components: one ``vx_graph_hash_components`` call for the
+        graph, then ``vx_task_hash_components`` per task only if some plugin implements it."""
+        components: dict[str, dict[str, str | bytes]] = {}
+        for batch in self._call("vx_graph_hash_components", graph=graph, config=config):
+            for task_id, mapping in (batch or {}).items():
+                if mapping:
+                    components.setdefault(task_id, {}).update(mapping)
+        if self._pm.hook.vx_task_hash_components.get_hookimpls():
+            for task in graph:
+                for mapping in self._call("vx_task_hash_components", task=task, config=config):
+                    if mapping:
+                        components.setdefault(task.id, {}).update(mapping)
         return components
 
     def cache_layers(self, config: Config) -> list[CacheLayer]:

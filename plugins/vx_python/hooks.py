@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import vx
 
 if TYPE_CHECKING:
-    from vx import Config, Task
+    from vx import Config, TaskGraph
 
 
 @cache
@@ -21,5 +21,6 @@ def _interpreter() -> str:
 
 
 @vx.hookimpl
-def vx_task_hash_components(task: Task, config: Config) -> dict[str, str]:
-    return {"python.interpreter": _interpreter()}
+def vx_graph_hash_components(graph: TaskGraph, config: Config) -> dict[str, dict[str, str]]:
+    components = {"python.interpreter": _interpreter()}  # one mapping shared by every task
+    return dict.fromkeys((task.id for task in graph), components)
