@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -143,6 +144,12 @@ class _ArgumentParser(argparse.ArgumentParser):
     """argparse with hints for unknown options: a close spelling, or the vx equivalent of a
     Turborepo flag."""
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse makes a formatter for every add_argument (to check the metavar), and each
+        # one asks the terminal for its size: about 130 ioctls per start-up. Ask once.
+        make: Callable[..., argparse.HelpFormatter] = self.formatter_class
+        return make(prog=self.prog, width=_help_width(os.environ.get("COLUMNS")))
+
     def error(self, message: str) -> NoReturn:
         prefix = "unrecognized arguments: "
         if message.startswith(prefix):
@@ -171,6 +178,15 @@ class _ArgumentParser(argparse.ArgumentParser):
                 for sub in action.choices.values():
                     flags += [f for f in sub._option_string_actions if f.startswith("--")]
         return sorted(set(flags))
+
+
+@functools.cache
+def _help_width(columns: str | None) -> int:
+    """What argparse's HelpFormatter computes when given no width (``COLUMNS`` or the
+    terminal's width, minus 2), once per value of ``COLUMNS``."""
+    import shutil
+
+    return shutil.get_terminal_size().columns - 2
 
 
 def _global_options(parser: Parser) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import sqlite3
 import threading
 import time
@@ -14,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
-import zstandard
 
 from vx import (
     CACHEDIR_TAG_SIGNATURE,
@@ -64,6 +62,8 @@ def _pack_log(log: bytes) -> bytes:
     """Small logs are kept as is (``r`` prefix), larger ones zstd-compressed (``z``)."""
     if len(log) < 4096:
         return b"r" + log
+    import zstandard  # only for large logs: a full hit with small logs never loads it
+
     return b"z" + zstandard.ZstdCompressor().compress(log)
 
 
@@ -71,7 +71,12 @@ def _unpack_log(blob: bytes | None) -> bytes:
     if not blob:
         return b""
     if blob[:1] == b"z":
-        return bytes(zstandard.ZstdDecompressor().decompress(blob[1:]))
+        import zstandard
+
+        try:
+            return bytes(zstandard.ZstdDecompressor().decompress(blob[1:]))
+        except zstandard.ZstdError as exc:
+            raise ValueError(f"corrupt log: {exc}") from None
     return bytes(blob[1:])
 
 
@@ -182,7 +187,7 @@ class LocalCache(CacheLayer):
         path = self.artifacts / file
         make_cache_dir(self.directory)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        temporary = path.with_name(f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
         temporary.write_bytes(artifact.data)
         os.replace(temporary, path)
         now = time.time()
@@ -221,7 +226,7 @@ class LocalCache(CacheLayer):
                 for key, info, log, duration_ms in rows:
                     try:
                         found[key] = ArtifactInfo(json.loads(info), _unpack_log(log), duration_ms)
-                    except (ValueError, zstandard.ZstdError):
+                    except ValueError:
                         continue
         now = time.time()
         self._touched.update(dict.fromkeys(found, now))
