@@ -383,6 +383,13 @@ def main() -> None:
     parser.add_argument("--reps", type=int, help="measured runs per scenario and tool")
     parser.add_argument("--no-turbo", action="store_true", help="measure vx alone")
     parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
+    parser.add_argument(
+        "--files", type=int, help=f"files per project (default {Shape.files}; 20 at N >= 2000)"
+    )
+    parser.add_argument("--layers", type=int, help=f"dependency layers (default {Shape.layers})")
+    parser.add_argument(
+        "--out", default="latest.json", help="results file name in benchmarks/results/"
+    )
     args = parser.parse_args()
 
     turbo = None if args.no_turbo else install_turbo()
@@ -413,7 +420,8 @@ def main() -> None:
         workdir = Path(tmp)
         for projects, scenarios, with_turbo in plan:
             # The N = 2000 target is stated for 40,000 files: 20 per project.
-            shape = Shape(projects=projects, files=20 if projects >= 2000 else Shape.files)
+            files = args.files or (20 if projects >= 2000 else Shape.files)
+            shape = Shape(projects=projects, files=files, layers=args.layers or Shape.layers)
             found, extra = run_size(shape, turbo if with_turbo else None, reps, workdir, scenarios)
             results += found
             extras[str(projects)] = extra
@@ -422,6 +430,7 @@ def main() -> None:
     document = {
         "versions": info,
         "mode": "quick" if args.quick else "full",
+        "shape": {"files": args.files, "layers": args.layers},
         "reps": reps,
         "results": [{**asdict(r), "median": r.median} for r in results],
         "cold_overhead": extras,
@@ -430,7 +439,7 @@ def main() -> None:
     }
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(document, indent=2) + "\n")
+    (out / args.out).write_text(json.dumps(document, indent=2) + "\n")
     lines = table(results)
     print("\n".join(lines))
     print(
