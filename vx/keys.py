@@ -72,6 +72,7 @@ class KeyBuilder:
         self.lister = FileLister(self.workspace)
         self.manifests: dict[str, dict[str, Any]] = {}
         self._selected: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        self._env_memo: dict[tuple[str, ...], dict[str, str | None]] = {}
         self._own_inputs: dict[tuple[str, tuple[str, ...] | None, tuple[str, ...]], list[str]] = {}
 
     def compute(self) -> dict[str, str]:
@@ -117,7 +118,15 @@ class KeyBuilder:
         self.hasher.save()
         return keys
 
-    def _env_digests(self, patterns: Iterable[str]) -> dict[str, str | None]:
+    def _env_digests(self, patterns: tuple[str, ...]) -> dict[str, str | None]:
+        """Digests of the variables ``patterns`` name (memoized: many tasks declare the same
+        ``env``; manifests share the result and never modify it)."""
+        found = self._env_memo.get(patterns)
+        if found is None:
+            found = self._env_memo[patterns] = self._resolve_env(patterns)
+        return found
+
+    def _resolve_env(self, patterns: Iterable[str]) -> dict[str, str | None]:
         names = resolve_env_names(patterns, self.environ)
         digests: dict[str, str | None] = {name: digest_text(self.environ[name]) for name in names}
         for pattern in patterns:
@@ -189,8 +198,8 @@ class KeyBuilder:
                 files = [name for name in files if not outputs.match(name)]
             prefix = _prefix(project)
             paths = self._own_inputs[memo] = [prefix + name for name in files]
-        paths = list(paths)
         if upstream:
+            paths = list(paths)  # the memoized list is shared: extend a copy
             patterns = tuple(upstream)
             for dependency in self._transitive_projects(project):
                 dep_prefix = _prefix(dependency)
