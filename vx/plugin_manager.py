@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,20 @@ class VxPluginManager(pluggy.PluginManager):
         self.hook.vx_addhooks.call_historic(kwargs={"pluginmanager": self})
 
     # -- registration ------------------------------------------------------
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        """pluggy looks up every attribute of a plugin with ``inspect.getattr_static``; for a
+        module (every entry-point plugin) only a function in its namespace that carries the
+        ``vx`` hookimpl marker can be a hook, so the rest (imports, constants, classes) are
+        skipped with a dictionary lookup. Other plugin objects go through pluggy as they are."""
+        if isinstance(plugin, types.ModuleType):
+            value = vars(plugin).get(name)
+            if isinstance(value, types.FunctionType):
+                if getattr(value, "vx_impl", None) is None:
+                    return None
+            elif not isinstance(value, (staticmethod, classmethod, types.MethodType)):
+                return None
+        return super().parse_hookimpl_opts(plugin, name)
 
     def register_plugin(self, plugin: object, info: PluginInfo) -> None:
         """Register ``plugin`` unless its name is blocked; record where it came from."""
