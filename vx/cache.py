@@ -370,6 +370,9 @@ class TaskCache:
             return None
         found_at = time.monotonic()
         restored = unpack(artifact.data, task, self.root, self.vx_dir / "tmp")
+        # Here rather than on the event loop's thread (the hit's own save then has nothing
+        # left to write).
+        self.manifests.save(task.id, key, self.keys.manifests[task.id])
         if backfill:
             info = ArtifactInfo(
                 outputs=restored.meta.get("outputs", {}),

@@ -11,7 +11,9 @@ Only the bytes are fetched here: validating and unpacking stay in the task's res
 every safety property of a restore is unchanged (a prefetched artifact is exactly what
 ``layer.get`` returned). Memory is bounded: at most :data:`WINDOW_BYTES` of fetched but not yet
 consumed archives (and :data:`WINDOW_COUNT` entries) are held; fetching pauses until restores
-consume them.
+consume them. One thread reads first; the others start once a read succeeded, so a server
+that is down or rejects the token costs what it cost without prefetching (its layer disables
+itself after one read's retries).
 """
 
 from __future__ import annotations
@@ -48,12 +50,14 @@ class Prefetcher:
         self._held_count = 0
         self._stopped = False
         self._condition = threading.Condition()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"vx-prefetch-{layer.name}", daemon=True)
-            for _ in range(min(THREADS, len(self._keys)))
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._spawned = 0
+        self._spawn(1)
+
+    def _spawn(self, count: int) -> None:
+        for _ in range(min(count, len(self._keys) - self._spawned)):
+            self._spawned += 1
+            name = f"vx-prefetch-{self.layer.name}"
+            threading.Thread(target=self._work, name=name, daemon=True).start()
 
     def _claim(self) -> tuple[str, Future[Artifact | None]] | None:
         """The next key nobody fetched or took yet, once the window has room."""
@@ -81,7 +85,15 @@ class Prefetcher:
                 artifact = self.layer.get(key)
             except BaseException as exc:  # raised in the restore that takes it, like get's own
                 future.set_exception(exc)
+                if self._spawned == 1:
+                    # The first read failed: the layer is likely down (it disables itself
+                    # after its retries); restores read it themselves, one at a time.
+                    self.stop()
                 continue
+            if self._spawned == 1:
+                # Slow start: the first read succeeded, now read in parallel (a dead server
+                # costs one read's retries, not one per thread).
+                self._spawn(THREADS - 1)
             if artifact is not None:
                 with self._condition:
                     self._held_bytes += len(artifact.data)
@@ -115,8 +127,8 @@ class Prefetcher:
             self._condition.notify_all()
 
     def stop(self) -> None:
-        """Start no more reads (those in flight finish on their daemon threads)."""
+        """Start no more reads (those in flight finish on their daemon threads; a restore
+        waiting for one still gets it)."""
         with self._condition:
             self._stopped = True
-            self._results.clear()
             self._condition.notify_all()
