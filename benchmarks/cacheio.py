@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -46,6 +47,7 @@ from generate import Shape, generate  # noqa: E402
 from run import QUIET_ENV, install_turbo  # noqa: E402
 
 TEAM_VX, TEAM_TURBO = "team_vxbench", "team_turbobench"
+CACHES = {"vx": ".vx", "turbo": ".turbo"}
 
 
 # -- shared --------------------------------------------------------------------------------
@@ -59,17 +61,30 @@ def timed(
         argv if not shell else argv[0],
         cwd=cwd,
         env={**os.environ, **QUIET_ENV, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         shell=shell,
     )
     elapsed = time.perf_counter() - start
+    global last_output
+    last_output = completed.stdout.decode(errors="replace")
     if completed.returncode != 0:
         raise RuntimeError(
             f"{argv} exited {completed.returncode} in {cwd}:\n"
             + completed.stderr.decode(errors="replace")[-2000:]
         )
     return elapsed
+
+
+last_output = ""
+"""Standard output of the last :func:`timed` command."""
+
+CACHED = re.compile(r"Cached:\s+(\d+) cached, (\d+) total")
+
+
+def all_cached(output: str) -> bool:
+    """Both tools end with ``Cached: N cached, N total``."""
+    found = CACHED.search(re.sub(r"\x1b\[[0-9;]*m", "", output))
+    return found is not None and found.group(1) == found.group(2)
 
 
 def summary(samples: list[float]) -> dict[str, float]:
@@ -173,11 +188,10 @@ def remote(sizes: list[int], reps: int, workdir: Path) -> dict[str, object]:
                 "vx": [sys.executable, "-m", "vx", "run", "build", "test"],
                 "turbo": [str(turbo), "run", "build", "test"],
             }
-            caches = {"vx": ".vx", "turbo": ".turbo"}
 
-            def wipe(tool: str) -> None:
+            def wipe(tool: str, repos: dict[str, Path] = repos) -> None:
                 repo = repos[tool]
-                shutil.rmtree(repo / caches[tool], ignore_errors=True)
+                shutil.rmtree(repo / CACHES[tool], ignore_errors=True)
                 for dist in (repo / "packages").glob("*/dist"):
                     shutil.rmtree(dist)
 
@@ -193,6 +207,8 @@ def remote(sizes: list[int], reps: int, workdir: Path) -> dict[str, object]:
                 for tool in ("vx", "turbo") if rep % 2 == 0 else ("turbo", "vx"):
                     wipe(tool)
                     samples[tool].append(timed(argv[tool], repos[tool], envs[tool]))
+                    if not all_cached(last_output):
+                        sys.exit(f"{tool}: not every task was a cache hit:\n{last_output[-800:]}")
                     got = tree_digest(repos[tool], "packages/*/dist/**/*")
                     if got != expected[tool]:
                         sys.exit(f"{tool}: restored outputs differ from the populating run")
@@ -260,7 +276,7 @@ def big(reps: int, workdir: Path, trees: list[str]) -> dict[str, object]:
             k: [] for k in ("vx save", "tar|zstd", "vx restore", "zstd|tar")
         }
 
-        def place() -> None:
+        def place(workspace: Path = workspace, pristine: Path = pristine) -> None:
             shutil.rmtree(workspace / "out", ignore_errors=True)
             shutil.rmtree(workspace / ".vx", ignore_errors=True)
             subprocess.run(["cp", "-a", str(pristine / "out"), str(workspace / "out")], check=True)
