@@ -44,8 +44,8 @@ _MAX_RATIO = 1 << 15
 _SLACK = 1 << 20
 #: Expanded size from which archives are compressed on zstd's worker threads.
 _THREADED_FROM = 4 << 20
-#: Block size of the tar streams (fewer, larger reads and writes).
-_TAR_BUFFER = 1 << 20
+#: Chunk size of the copies into staged files and of the decompressed stream.
+_COPY_BUFFER = 1 << 20
 
 
 class ArtifactError(Exception):
@@ -113,9 +113,7 @@ def pack(
     compressor = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=threads)
     with (
         compressor.stream_writer(raw, closefd=False) as writer,
-        tarfile.open(
-            fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT, bufsize=_TAR_BUFFER
-        ) as tar,
+        tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar,
     ):
         _add_bytes(tar, META_NAME, json.dumps(meta, sort_keys=True).encode())
         _add_bytes(tar, LOG_NAME, log)
@@ -157,8 +155,10 @@ def _open(data: bytes) -> tuple[_BoundedReader, tarfile.TarFile]:
 
     stream = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
     bounded = _BoundedReader(stream, _META_LIMIT + 4096)
-    reader = io.BufferedReader(bounded, _TAR_BUFFER)
-    return bounded, tarfile.open(fileobj=reader, mode="r|", bufsize=_TAR_BUFFER)
+    # tarfile's stream keeps its default block size: its buffer is re-sliced on every read
+    # and write, so a big one costs a copy of itself per 16 KB chunk.
+    reader = io.BufferedReader(bounded, _COPY_BUFFER)
+    return bounded, tarfile.open(fileobj=reader, mode="r|")
 
 
 def _members(data: bytes) -> Iterator[tuple[_BoundedReader, tarfile.TarFile, tarfile.TarInfo]]:
@@ -318,7 +318,7 @@ def _write_member(
     path = os.path.join(staging.directory_for(name), posixpath.basename(name))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with open(fd, "wb", buffering=0) as handle:
-        shutil.copyfileobj(source, handle, _TAR_BUFFER)
+        shutil.copyfileobj(source, handle, _COPY_BUFFER)
         os.fchmod(fd, member.mode & 0o777)
     recorded = entry.get("mtime_ns") if isinstance(entry, dict) else None
     when = recorded if isinstance(recorded, int) else int(member.mtime) * 1_000_000_000
