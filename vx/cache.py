@@ -95,6 +95,9 @@ class TaskCache:
         self._layer_infos: dict[str, Mapping[str, ArtifactInfo]] = {}
         self._prefetch: Prefetcher | None = None
         self._prefetch_started = False
+        self._lane_times: dict[str, tuple[float, float]] = {}
+        """Prefetched hits unpacked by prepare_prefetched: when it started, when the
+        artifact was in hand (lookup and restore times of the hit)."""
         components = {task.id: config.hook.task_hash_components(task, config) for task in graph}
         hasher = FileHasher(self.vx_dir / "stat-cache")
         self.keys = KeyBuilder(graph, hasher, components)
@@ -181,7 +184,8 @@ class TaskCache:
             return None
         layer, restored = found
         now = time.monotonic()
-        return self._hit(task, layer, task.hash, restored, now, now, on_output)
+        start, found_at = self._lane_times.pop(task.id, (now, now))
+        return self._hit(task, layer, task.hash, restored, start, found_at, on_output)
 
     def prefetched(self, task: Task) -> bool:
         """Whether ``task``'s artifact already arrived from the remote (see
@@ -208,6 +212,7 @@ class TaskCache:
         if prefetch is None or task.hash is None:
             return False
         layer, key = prefetch.layer, task.hash
+        start = time.monotonic()
         try:
             fetched = await asyncio.to_thread(self._fetch, layer, task, key, True)
         except CorruptArtifactError as exc:
@@ -222,6 +227,7 @@ class TaskCache:
         if fetched is None:
             return False
         self._ready[task.id] = (layer, fetched[1])
+        self._lane_times[task.id] = (start, fetched[2])
         return True
 
     def _current_in_index(self, task: Task, key: str) -> tuple[CacheLayer, Restored] | None:
