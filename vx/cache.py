@@ -353,14 +353,20 @@ class TaskCache:
             self._prefetch = Prefetcher(remote, [task.hash for task in wanted if task.hash])
 
     def _fetch(
-        self, layer: CacheLayer, task: Task, key: str, backfill: bool = False
+        self,
+        layer: CacheLayer,
+        task: Task,
+        key: str,
+        backfill: bool = False,
+        prefetched: bool = True,
     ) -> tuple[Artifact, Restored, float] | None:
-        """Read (or take the prefetched read) and restore in one worker-thread hop; with
-        ``backfill``, also store a hit from a later layer in the earlier writable ones. Also
-        returns when the read finished."""
+        """Read (or, with ``prefetched``, take the prefetched read) and restore in one
+        worker-thread hop; with ``backfill``, also store a hit from a later layer in the
+        earlier writable ones. Also returns when the read finished."""
         from vx.artifacts import unpack
 
-        prefetch = self._prefetch if self._prefetch and self._prefetch.layer is layer else None
+        prefetch = self._prefetch if prefetched and self._prefetch else None
+        prefetch = prefetch if prefetch is not None and prefetch.layer is layer else None
         future = prefetch.take(key) if prefetch else None
         artifact = None
         try:
@@ -464,7 +470,8 @@ class TaskCache:
             if layer.local:
                 continue
             try:
-                fetched = await asyncio.to_thread(self._fetch, layer, task, key)
+                # Never a prefetched answer: the executor stored the artifact after it.
+                fetched = await asyncio.to_thread(self._fetch, layer, task, key, False, False)
             except (CorruptArtifactError, ArtifactError) as exc:
                 _log.warning(f"{task.id}: outputs not restored ({exc})", once=False)
                 return
@@ -478,7 +485,8 @@ class TaskCache:
                     log=restored.log,
                     duration_ms=result.duration_ms,
                 )
-                await self._backfill(layer, replace(artifact, task_id=task.id, info=info))
+                adopted = replace(artifact, task_id=task.id, info=info)
+                await asyncio.to_thread(self._store_earlier, layer, adopted)
                 return
         _log.warning(
             f"{task.id}: its outputs were not found in the shared cache; not restored here",
