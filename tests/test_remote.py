@@ -781,3 +781,74 @@ def test_credentials_in_the_url_are_never_shown(clones: Clones) -> None:
     assert "url-secret-7781" not in result.output
     assert_token_absent(result, ws, "url-secret-7781")
     assert_token_absent(result, ws, "vx-token-3319")
+
+
+# -- prefetch (vx/prefetch.py) ----------------------------------------------------------
+# Remote artifacts are read ahead of their tasks and unpacked outside the concurrency limit:
+# one read per artifact, hits kept locally, a refused prefetched artifact runs its task.
+
+
+def _populate_for_prefetch(
+    fake: FakeRemote, clones: Clones
+) -> tuple[dict[str, str], dict[str, Any]]:
+    honest = clones.new(remote_config(fake))
+    result = clones.run(honest, "run", "build", "test", env=token_env(fake.token))
+    assert result.exit_code == 0, result.output
+    assert len(fake.store) == 3
+    return {task["id"]: task["hash"] for task in result.summary["tasks"]}, outputs(honest)
+
+
+def test_fresh_clone_reads_each_artifact_once_and_keeps_it_locally(
+    fake_remote: FakeRemote, clones: Clones
+) -> None:
+    keys, built = _populate_for_prefetch(fake_remote, clones)
+    fresh = clones.new(remote_config(fake_remote))
+    before = fake_remote.count()
+    result = clones.run(fresh, "run", "build", "test", "-j", "1", env=token_env(fake_remote.token))
+    assert result.exit_code == 0, result.output
+    assert result.outcomes == dict.fromkeys(TASK_IDS, "cached"), result.output
+    assert {c["source"] for c in cache_of(result).values()} == {"remote"}
+    assert outputs(fresh) == built
+    requests = fake_remote.requests[before:]
+    assert Counter(r.method for r in requests) == Counter(GET=3), requests
+    assert sorted(r.path.rsplit("/", 1)[1] for r in requests) == sorted(keys.values())
+    assert clones.executions() == dict.fromkeys(("lib-build", "app-build", "app-test"), 1)
+
+    # The hits were written to the local layer: with the remote off, all are local hits.
+    for directory in ("packages/lib/dist", "packages/app/dist"):
+        for path in sorted((fresh.path / directory).rglob("*"), reverse=True):
+            path.unlink() if path.is_symlink() or path.is_file() else path.rmdir()
+    local = clones.run(fresh, "run", "build", "test", "--cache=local:rw")
+    assert local.outcomes == dict.fromkeys(TASK_IDS, "cached"), local.output
+    assert {c["source"] for c in cache_of(local).values()} == {"local"}
+    assert outputs(fresh) == built
+
+
+def test_a_refused_prefetched_artifact_runs_its_task_and_the_rest_hit(
+    fake_remote: FakeRemote, clones: Clones, tmp_path: Path
+) -> None:
+    keys, built = _populate_for_prefetch(fake_remote, clones)
+    hostile = hostile_archive([("../escaped.txt", "evil")])
+
+    def behaviour(request: Request, fake: FakeRemote) -> Reply | None:
+        if request.method == "GET" and request.path.endswith(keys["lib#build"]):
+            return Reply(200, hostile)
+        return None
+
+    fake_remote.behaviour = behaviour
+    fresh = clones.new(remote_config(fake_remote))
+    result = clones.run(fresh, "run", "build", "test", env=token_env(fake_remote.token))
+    assert result.exit_code == 0, result.output
+    assert result.outcomes == {
+        "lib#build": "success",
+        "app#build": "cached",
+        "app#test": "cached",
+    }, result.output
+    assert len(remote_warnings(result)) == 1, result.output
+    assert clones.executions()["lib-build"] == 2
+    assert not (fresh.path / "packages" / "escaped.txt").exists()
+    assert not (tmp_path / "escaped.txt").exists()
+    restored = outputs(fresh)
+    assert {k: v for k, v in restored.items() if "/app/" in k} == {
+        k: v for k, v in built.items() if "/app/" in k
+    }

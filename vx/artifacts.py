@@ -3,7 +3,10 @@ its declared outputs (paths relative to the workspace root).
 
 Unpacking trusts nothing: every member is checked (relative, no ``..``, inside the task's
 declared outputs, no device files, links that stay inside the outputs), the expanded size is
-bounded, and files are staged first so that a bad archive writes nothing.
+bounded, and files are staged first so that a bad archive writes nothing. Regular files are
+streamed into new staged files (``O_EXCL | O_NOFOLLOW``, in directories the restore created)
+until the first link; links and everything after one go through tarfile's "data" filter.
+Staged files are moved into place with ``os.replace`` (no copy).
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ _META_LIMIT = 64 << 20
 #: e.g. a file of zeros (~32000:1). What is actually read is bounded by ``expanded_size``.
 _MAX_RATIO = 1 << 15
 _SLACK = 1 << 20
+#: Expanded size from which archives are compressed on zstd's worker threads.
+_THREADED_FROM = 4 << 20
+#: Chunk size of the copies into staged files and of the decompressed stream.
+_COPY_BUFFER = 1 << 20
 
 
 class ArtifactError(Exception):
@@ -56,6 +63,37 @@ def _describe(path: Path) -> dict[str, Any]:
         "mode": stat.S_IMODE(st.st_mode),
         "digest": file_digest(path),
     }
+
+
+def _add_output(
+    tar: tarfile.TarFile,
+    path: Path,
+    name: str,
+    entry: dict[str, Any],
+    inodes: dict[tuple[int, int], str],
+) -> None:
+    """Add one output from its recorded listing (no owner lookups: a restore never sets
+    owners); a file hardlinked to an earlier output is added as a link to it."""
+    info = tarfile.TarInfo(name)
+    if entry["type"] == "symlink":
+        info.type = tarfile.SYMTYPE
+        info.linkname = entry["target"]
+        tar.addfile(info)
+        return
+    st = os.lstat(path)
+    if st.st_nlink > 1:
+        first = inodes.setdefault((st.st_dev, st.st_ino), name)
+        if first != name:
+            info.type = tarfile.LNKTYPE
+            info.linkname = first
+            info.mode = entry["mode"]
+            tar.addfile(info)
+            return
+    info.size = entry["size"]
+    info.mode = entry["mode"]
+    info.mtime = entry["mtime_ns"] // 1_000_000_000
+    with open(path, "rb") as handle:
+        tar.addfile(info, handle)
 
 
 def pack(
@@ -76,15 +114,18 @@ def pack(
     expanded = sum(entry.get("size", 0) for entry in outputs.values()) + len(log)
     meta = {**meta, "format": CACHE_FORMAT, "outputs": outputs, "expanded_size": expanded}
     raw = io.BytesIO()
-    compressor = zstandard.ZstdCompressor(level=level, write_checksum=True)
+    # zstd's own worker threads for anything big (compression then overlaps reading).
+    threads = -1 if expanded > _THREADED_FROM else 0
+    compressor = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=threads)
     with (
         compressor.stream_writer(raw, closefd=False) as writer,
         tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar,
     ):
         _add_bytes(tar, META_NAME, json.dumps(meta, sort_keys=True).encode())
         _add_bytes(tar, LOG_NAME, log)
-        for name in outputs:
-            tar.add(root / name, arcname=name, recursive=False)
+        inodes: dict[tuple[int, int], str] = {}
+        for name, entry in outputs.items():
+            _add_output(tar, root / name, name, entry, inodes)
     return raw.getvalue(), outputs
 
 
@@ -127,7 +168,10 @@ def _open(data: bytes) -> tuple[_BoundedReader, tarfile.TarFile]:
 
     stream = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
     bounded = _BoundedReader(stream, _META_LIMIT + 4096)
-    return bounded, tarfile.open(fileobj=io.BufferedReader(bounded, 1 << 16), mode="r|")
+    # tarfile's stream keeps its default block size: its buffer is re-sliced on every read
+    # and write, so a big one costs a copy of itself per 16 KB chunk.
+    reader = io.BufferedReader(bounded, _COPY_BUFFER)
+    return bounded, tarfile.open(fileobj=reader, mode="r|")
 
 
 def _members(data: bytes) -> Iterator[tuple[_BoundedReader, tarfile.TarFile, tarfile.TarInfo]]:
@@ -190,6 +234,10 @@ class _Staging:
     def __init__(self, parent: Path) -> None:
         self.parent = parent
         self._path: Path | None = None
+        self._directories: dict[str, str] = {}
+        """Archive directory -> staged directory, each created once."""
+        self.emptied = False
+        """Every staged file was moved out: only directories are left."""
 
     @property
     def path(self) -> Path:
@@ -198,9 +246,35 @@ class _Staging:
             self._path = Path(tempfile.mkdtemp(prefix="restore-", dir=self.parent))
         return self._path
 
+    def directory_for(self, name: str) -> str:
+        """The staged directory of member ``name`` (created with its parents)."""
+        parent = posixpath.dirname(name)
+        found = self._directories.get(parent)
+        if found is None:
+            found = os.path.join(self.path, parent)
+            os.makedirs(found, exist_ok=True)
+            self._directories[parent] = found
+        return found
+
     def cleanup(self) -> None:
-        if self._path is not None:
-            shutil.rmtree(self._path, ignore_errors=True)
+        if self._path is None:
+            return
+        if self.emptied and self._directories:
+            # Only the directories this restore created are left: remove them deepest
+            # first (rmdir fails, and rmtree takes over, should anything else be there).
+            staged = {self._path}
+            for directory in self._directories.values():
+                path = Path(directory)
+                while path != self._path and path not in staged:
+                    staged.add(path)
+                    path = path.parent
+            try:
+                for path in sorted(staged, key=lambda p: len(p.parts), reverse=True):
+                    os.rmdir(path)
+                return
+            except OSError:
+                pass
+        shutil.rmtree(self._path, ignore_errors=True)
 
 
 def _unpack(data: bytes, task: Task, root: Path, staging: _Staging) -> Restored:
@@ -210,6 +284,9 @@ def _unpack(data: bytes, task: Task, root: Path, staging: _Staging) -> Restored:
     meta: dict[str, Any] | None = None
     log = b""
     staged: list[tuple[str, tarfile.TarInfo]] = []
+    links = False
+    written: set[str] = set()
+    """Staged by _write_member (permission bits and mtime already recorded ones)."""
     for bounded, tar, member in _members(data):
         if meta is None:
             meta = _parse_meta(tar, member, len(data))
@@ -227,13 +304,38 @@ def _unpack(data: bytes, task: Task, root: Path, staging: _Staging) -> Restored:
         name = _check_member(member, project_rel, spec, meta)
         if member.isdir():
             continue
-        tar.extract(member, staging.path, set_attrs=True, filter="data")
+        if member.isfile() and not links:
+            _write_member(tar, member, staging, name, meta["outputs"][name])
+            written.add(name)
+        else:
+            # Links, and everything after the first one (a staged link could redirect a
+            # later member's directory): tarfile's own "data" filter checks each path.
+            links = True
+            tar.extract(member, staging.path, set_attrs=True, filter="data")
         staged.append((name, member))
     if meta is None:
         raise ArtifactError("empty archive")
     _check_staged_links(staging.path, staged, project_rel, spec)
-    _install(task, root, staging.path, staged, meta["outputs"])
+    _install(task, root, staging.path, staged, written, meta["outputs"])
+    staging.emptied = True
     return Restored(meta, log, extracted=True)
+
+
+def _write_member(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, staging: _Staging, name: str, entry: Any
+) -> None:
+    """Stage a regular file: validated name, new file (never through a link), recorded
+    permission bits (never setuid, setgid or sticky) and mtime set on the staged copy."""
+    source = tar.extractfile(member)
+    assert source is not None
+    path = os.path.join(staging.directory_for(name), posixpath.basename(name))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with open(fd, "wb", buffering=0) as handle:
+        shutil.copyfileobj(source, handle, _COPY_BUFFER)
+        os.fchmod(fd, member.mode & 0o777)
+    recorded = entry.get("mtime_ns") if isinstance(entry, dict) else None
+    when = recorded if isinstance(recorded, int) else int(member.mtime) * 1_000_000_000
+    os.utime(path, ns=(when, when))
 
 
 def _check_staged_links(
@@ -312,27 +414,37 @@ def _install(
     root: Path,
     staging: Path,
     staged: list[tuple[str, tarfile.TarInfo]],
+    written: set[str],
     outputs: dict[str, Any],
 ) -> None:
     """Replace the task's current outputs by the staged ones."""
     project = task.project.path.resolve()
     for path in output_files(task):
         path.unlink(missing_ok=True)
+    checked: set[str] = set()
+    """Destination directories created and found inside the project (forgotten whenever a
+    link is installed, since it could redirect one)."""
     for name, member in staged:
-        source = staging / name
-        destination = root / name
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        real_parent = destination.parent.resolve()
-        if real_parent != project and project not in real_parent.parents:
-            raise ArtifactError(f"refusing {name!r}: its directory leads outside the project")
-        if destination.is_dir() and not destination.is_symlink():
+        source = os.path.join(staging, name)
+        destination = os.path.join(root, name)
+        parent = os.path.dirname(destination)
+        if parent not in checked:
+            os.makedirs(parent, exist_ok=True)
+            real_parent = Path(os.path.realpath(parent))
+            if real_parent != project and project not in real_parent.parents:
+                raise ArtifactError(f"refusing {name!r}: its directory leads outside the project")
+            checked.add(parent)
+        if os.path.isdir(destination) and not os.path.islink(destination):
             shutil.rmtree(destination)
         os.replace(source, destination)
-        if member.isfile():
-            # tarfile's "data" filter drops group/other write bits and adds owner rw: put the
-            # recorded permission bits back (never setuid, setgid or sticky).
+        if not member.isfile():
+            checked.clear()
+        elif name not in written:
+            # Extracted by tarfile's "data" filter, which drops group/other write bits and
+            # adds owner rw: put the recorded permission bits back (never setuid, setgid or
+            # sticky) and the recorded mtime (the next restore then sees the outputs as
+            # current from stat alone).
             os.chmod(destination, member.mode & 0o777)
             recorded = outputs[name].get("mtime_ns")
             if isinstance(recorded, int):
-                # Exact mtimes let the next restore see the outputs as current from stat alone.
                 os.utime(destination, ns=(recorded, recorded))

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from vx.config import Config
     from vx.graph import Task, TaskGraph
     from vx.ipc import Reported
+    from vx.prefetch import Prefetcher
 
 __all__ = ["TaskCache", "create_cache"]
 
@@ -103,6 +104,11 @@ class TaskCache:
         self._probed: dict[str, CacheLayer | None] = {}
         self._ready: dict[str, tuple[CacheLayer, Restored]] = {}
         self._layer_infos: dict[str, Mapping[str, ArtifactInfo]] = {}
+        self._prefetch: Prefetcher | None = None
+        self._prefetch_started = False
+        self._lane_times: dict[str, tuple[float, float]] = {}
+        """Prefetched hits unpacked by prepare_prefetched: when it started, when the
+        artifact was in hand (lookup and restore times of the hit)."""
         components = config.hook.hash_components(graph, config)
         self._stale: dict[str, list[str]] = {}
         """Tasks whose entry was found but its tool-reported fingerprint no longer matches."""
@@ -235,7 +241,54 @@ class TaskCache:
             return None
         layer, restored = found
         now = time.monotonic()
-        return self._hit(task, layer, task.hash, restored, now, now, on_output)
+        start, found_at = self._lane_times.pop(task.id, (now, now))
+        return self._hit(task, layer, task.hash, restored, start, found_at, on_output)
+
+    def prefetched(self, task: Task) -> bool:
+        """Whether ``task``'s artifact already arrived from the remote (see
+        :mod:`vx.prefetch`): its restore needs no round trip, only unpacking."""
+        self._start_prefetch()
+        return bool(
+            self._prefetch is not None
+            and task.hash
+            and not self.force
+            and task.definition.cache
+            and self._prefetch.arrived(task.hash)
+        )
+
+    async def prepare_prefetched(self, task: Task) -> bool:
+        """Unpack the prefetched artifact of ``task`` (see :meth:`prefetched`) and store it
+        in the local layers, without emitting any event; True when :meth:`restore_now`
+        can then complete the hit. False (a refused or vanished artifact, warned about
+        and evicted like in :meth:`restore`): the task goes through :meth:`restore`."""
+        import asyncio
+
+        from vx.artifacts import ArtifactError
+
+        prefetch = self._prefetch
+        if prefetch is None or task.hash is None:
+            return False
+        layer, key = prefetch.layer, task.hash
+        start = time.monotonic()
+        try:
+            fetched = await asyncio.to_thread(self._fetch, layer, task, key, True)
+        except CorruptArtifactError as exc:
+            _log.warning(f"{task.id}: {exc}; evicted, running the task", once=False)
+            return False
+        except ArtifactError as exc:
+            await self._unusable(layer, task, key, exc)
+            return False
+        except _LayerReadError as exc:
+            self._layer_failed(layer, "read", exc.__cause__ or exc)
+            return False
+        except _Stale as stale:
+            self._stale[task.id] = stale.changes
+            return False
+        if fetched is None:
+            return False
+        self._ready[task.id] = (layer, fetched[1])
+        self._lane_times[task.id] = (start, fetched[2])
+        return True
 
     def _current_in_index(self, task: Task, key: str) -> tuple[CacheLayer, Restored] | None:
         for layer in self.readable:
@@ -256,12 +309,13 @@ class TaskCache:
             hook.task_cache(task, details.status, details)
             return None
         start = time.monotonic()
+        self._start_prefetch()
         for index, layer in enumerate(self.readable):
             current = self._restore_from_info(layer, task, key)
             if current is not None:
                 return self._hit(task, layer, key, current, start, time.monotonic(), on_output)
             try:
-                fetched = await asyncio.to_thread(self._fetch, layer, task, key)
+                fetched = await asyncio.to_thread(self._fetch, layer, task, key, index > 0)
             except CorruptArtifactError as exc:
                 _log.warning(f"{task.id}: {exc}; evicted, running the task", once=False)
                 continue
@@ -276,17 +330,7 @@ class TaskCache:
                 continue
             if fetched is None:
                 continue
-            artifact, restored, found_at = fetched
-            if index > 0:
-                info = None
-                if "reported" not in restored.meta:
-                    info = ArtifactInfo(
-                        outputs=restored.meta.get("outputs", {}),
-                        log=restored.log,
-                        duration_ms=float(restored.meta.get("duration_ms", 0.0)),
-                    )
-                await self._backfill(layer, replace(artifact, task_id=task.id, info=info))
-            return self._hit(task, layer, key, restored, start, found_at, on_output)
+            return self._hit(task, layer, key, fetched[1], start, fetched[2], on_output)
         details = replace(self.details(task), lookup_ms=(time.monotonic() - start) * 1000)
         hook.task_cache(task, details.status, details)
         return None
@@ -345,23 +389,81 @@ class TaskCache:
             return None
         return Restored(meta, info.log, extracted=False)
 
+    def _start_prefetch(self) -> None:
+        """On the first restore: fetch, in the background, every cacheable task's artifact
+        from the first remote layer, unless a local layer has it (see :mod:`vx.prefetch`)."""
+        if self._prefetch_started:
+            return
+        self._prefetch_started = True
+        remote = next((layer for layer in self.readable if not layer.local), None)
+        if remote is None:
+            return
+        local = [self._infos(layer) for layer in self.readable if layer.local]
+        depth: dict[str, int] = {}
+        for task in self.graph.topological_order():
+            depth[task.id] = 1 + max((depth[d] for d in task.dependencies), default=0)
+        wanted = sorted(
+            (
+                task
+                for task in self.graph
+                if task.hash
+                and task.definition.cache
+                and task.command is not None
+                and not any(task.hash in infos for infos in local)
+            ),
+            key=lambda task: depth[task.id],
+        )
+        if wanted:
+            from vx.prefetch import Prefetcher
+
+            self._prefetch = Prefetcher(remote, [task.hash for task in wanted if task.hash])
+
     def _fetch(
-        self, layer: CacheLayer, task: Task, key: str
+        self,
+        layer: CacheLayer,
+        task: Task,
+        key: str,
+        backfill: bool = False,
+        prefetched: bool = True,
     ) -> tuple[Artifact, Restored, float] | None:
-        """Read and restore in one worker-thread hop; also returns when the read finished."""
+        """Read (or, with ``prefetched``, take the prefetched read) and restore in one
+        worker-thread hop; with ``backfill``, also store a hit from a later layer in the
+        earlier writable ones. Also returns when the read finished."""
         from vx.artifacts import unpack
 
+        prefetch = self._prefetch if prefetched and self._prefetch else None
+        prefetch = prefetch if prefetch is not None and prefetch.layer is layer else None
+        future = prefetch.take(key) if prefetch else None
+        artifact = None
         try:
-            artifact = layer.get(key)
+            artifact = future.result() if future is not None else layer.get(key)
         except CorruptArtifactError:
             raise
         except Exception as exc:
             raise _LayerReadError() from exc
+        finally:
+            if prefetch is not None and future is not None:
+                prefetch.release(key, artifact)
         if artifact is None:
             return None
         found_at = time.monotonic()
         self._validate(task, artifact.data)
-        return artifact, unpack(artifact.data, task, self.root, self.vx_dir / "tmp"), found_at
+        restored = unpack(artifact.data, task, self.root, self.vx_dir / "tmp")
+        # Here rather than on the event loop's thread (the hit's own save then has nothing
+        # left to write).
+        self.manifests.save(task.id, key, self.keys.manifests[task.id])
+        if backfill:
+            # An entry with a tool-reported fingerprint keeps no listing: its hits must read
+            # (and validate) the archive.
+            info = None
+            if "reported" not in restored.meta:
+                info = ArtifactInfo(
+                    outputs=restored.meta.get("outputs", {}),
+                    log=restored.log,
+                    duration_ms=float(restored.meta.get("duration_ms", 0.0)),
+                )
+            self._store_earlier(layer, replace(artifact, task_id=task.id, info=info))
+        return artifact, restored, found_at
 
     async def _unusable(self, layer: CacheLayer, task: Task, key: str, exc: ArtifactError) -> None:
         """A corrupt or hostile archive: evict it where possible and run the task."""
@@ -378,14 +480,13 @@ class TaskCache:
         else:
             self._layer_failed(layer, "use", type(exc)(f"artifact {key[:16]} refused: {exc}"))
 
-    async def _backfill(self, source: CacheLayer, artifact: Artifact) -> None:
-        import asyncio
-
+    def _store_earlier(self, source: CacheLayer, artifact: Artifact) -> None:
+        """Write a hit from ``source`` to the writable layers read before it."""
         for layer in self.writable:
             if layer is source or self.layers.index(layer) > self.layers.index(source):
                 break
             try:
-                await asyncio.to_thread(layer.put, artifact.key, artifact)
+                layer.put(artifact.key, artifact)
             except Exception as exc:
                 self._layer_failed(layer, "store", exc)
 
@@ -450,13 +551,18 @@ class TaskCache:
             if layer.local:
                 continue
             try:
-                fetched = await asyncio.to_thread(self._fetch, layer, task, key)
+                # Never a prefetched answer: the executor stored the artifact after it.
+                fetched = await asyncio.to_thread(self._fetch, layer, task, key, False, False)
             except (CorruptArtifactError, ArtifactError) as exc:
                 _log.warning(f"{task.id}: outputs not restored ({exc})", once=False)
                 return
             except _LayerReadError as exc:
                 self._layer_failed(layer, "read", exc.__cause__ or exc)
                 continue
+            except _Stale as stale:
+                changes = "; ".join(stale.changes)
+                _log.warning(f"{task.id}: outputs not restored ({changes})", once=False)
+                return
             if fetched is not None:
                 artifact, restored, _ = fetched
                 info = ArtifactInfo(
@@ -464,7 +570,8 @@ class TaskCache:
                     log=restored.log,
                     duration_ms=result.duration_ms,
                 )
-                await self._backfill(layer, replace(artifact, task_id=task.id, info=info))
+                adopted = replace(artifact, task_id=task.id, info=info)
+                await asyncio.to_thread(self._store_earlier, layer, adopted)
                 return
         _log.warning(
             f"{task.id}: its outputs were not found in the shared cache; not restored here",
@@ -518,7 +625,9 @@ class TaskCache:
         self.config.hook.cache_upload(task, layer.name, artifact.key, duration_ms, error)
 
     def flush(self) -> None:
-        """End of run: persist what was batched."""
+        """End of run: stop prefetching, persist what was batched."""
+        if self._prefetch is not None:
+            self._prefetch.stop()
         self.manifests.flush()
 
     async def wait_uploads(self) -> None:

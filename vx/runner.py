@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ContinueMode", "RunCache", "Runner", "new_run_id"]
 
+#: Prefetched cache hits unpacked at once outside the concurrency limit.
+RESTORE_LANES = 8
+
 
 class RunCache(Protocol):
     """What the runner needs from the cache (see :mod:`vx.cache`)."""
@@ -48,6 +51,12 @@ class RunCache(Protocol):
         side effects; called on the main thread before the scheduler starts."""
 
     def can_restore_now(self, task: Task) -> bool: ...
+
+    def prefetched(self, task: Task) -> bool:
+        """Whether ``task``'s artifact was fetched ahead (restoring it needs no round trip)."""
+
+    async def prepare_prefetched(self, task: Task) -> bool:
+        """Unpack a prefetched hit without events; True: :meth:`restore_now` completes it."""
 
     async def restore(self, task: Task, on_output: OutputCallback) -> TaskResult | None: ...
 
@@ -297,18 +306,29 @@ class Runner:
         for id, count in waiting.items():
             if count == 0:
                 push(id)
+        restoring: dict[str, asyncio.Task[TaskResult | None]] = {}
+        """Prefetched hits being unpacked outside the concurrency limit (see _restore_hit)."""
         while True:
+            if self.cache is not None and ready and not self._stopping:
+                for entry in [e for e in ready if self.cache.prefetched(self.graph[e[2]])]:
+                    if len(restoring) >= RESTORE_LANES:
+                        break
+                    ready.remove(entry)
+                    hit = self._restore_hit(self.graph[entry[2]])
+                    restoring[entry[2]] = asyncio.create_task(hit)
+                heapq.heapify(ready)
             while ready and not self._stopping and len(self._running) < self.concurrency:
                 _, _, id = heapq.heappop(ready)
                 slot = slots[id] = heapq.heappop(self._free_slots)
                 self._running[id] = asyncio.create_task(self._execute(self.graph[id], slot))
-            idle = not self._running and not (ready and not self._stopping)
+            idle = not self._running and not restoring and not (ready and not self._stopping)
             if idle and (not self._serving or not await self._services_idle()):
                 break
             wakeup = asyncio.ensure_future(self._wakeup.wait())
             waiting_on: list[asyncio.Future[Any]] = [
                 *self._running.values(),
                 *self._serving.values(),
+                *restoring.values(),
                 wakeup,
             ]
             done, _ = await asyncio.wait(waiting_on, return_when=asyncio.FIRST_COMPLETED)
@@ -321,6 +341,16 @@ class Runner:
             self._readied.clear()
             for completed in done:
                 if completed is wakeup:
+                    continue
+                lane = next((i for i, hit in restoring.items() if hit is completed), None)
+                if lane is not None:
+                    del restoring[lane]
+                    restored: TaskResult | None = completed.result()
+                    if restored is None:  # refused: restore or run it in a slot
+                        push(lane)
+                        continue
+                    self._finish(restored)
+                    release(restored.task)
                     continue
                 id, finished = next(
                     (i, running)
@@ -340,6 +370,25 @@ class Runner:
                     ok or self.continue_mode == ContinueMode.ALWAYS
                 ):
                     release(result.task)
+
+    async def _restore_hit(self, task: Task) -> TaskResult | None:
+        """Complete a hit whose artifact was fetched ahead, outside the concurrency limit
+        (restoring is I/O, and a remote hit must not wait behind running commands), in
+        slot 0 like the hits completed before the scheduler starts. None (nothing emitted)
+        when the artifact was refused: the task then takes the normal path."""
+        assert self.cache is not None
+        start_ms = self._offset_ms()
+        if not await self.cache.prepare_prefetched(task):
+            return None
+        self.config.hook.task_start(task, self.run_info)
+
+        def on_output(data: bytes) -> None:
+            self.config.hook.task_output(task, data)
+
+        hit = self.cache.restore_now(task, on_output)
+        assert hit is not None
+        hit.start_ms, hit.slot = start_ms, 0
+        return hit
 
     async def _services_idle(self) -> bool:
         """Nothing but persistent tasks is left: hand them over to the caller's pool, or stop
