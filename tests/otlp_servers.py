@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import cache_root, free_port
 
 PHOENIX_PACKAGE = "arize-phoenix"
 PHOENIX_VERSION = "20.26.1"
@@ -37,15 +38,6 @@ PHOENIX_VERSION = "20.26.1"
 STARTUP_TIMEOUT = 180.0
 
 
-def _cache_root() -> Path:
-    configured = os.environ.get("VX_TEST_CACHE")
-    return Path(configured) if configured else Path.home() / ".cache" / "vx-tests"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def closed_port_url() -> str:
@@ -63,7 +55,7 @@ def install_phoenix() -> Path:
     renamed into place (Phoenix is then started with ``python -m``, so no script depends on
     the path it was built at), so an interrupted install never leaves a half-installed copy."""
     version = f"py{sys.version_info[0]}{sys.version_info[1]}"
-    prefix = _cache_root() / f"phoenix-{PHOENIX_VERSION}-{version}"
+    prefix = cache_root() / f"phoenix-{PHOENIX_VERSION}-{version}"
     if _phoenix_ok(prefix):
         return prefix / "bin" / "python"
     prefix.parent.mkdir(parents=True, exist_ok=True)

@@ -27,16 +27,13 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from servers import cache_root, free_port
 
 TURBO_PACKAGE = "turborepo-remote-cache"
 TURBO_VERSION = "2.12.0"
 #: Seconds allowed for a server to start accepting connections (it loads every storage SDK).
 STARTUP_TIMEOUT = 90.0
 
-
-def _cache_root() -> Path:
-    configured = os.environ.get("VX_TEST_CACHE")
-    return Path(configured) if configured else Path.home() / ".cache" / "vx-tests"
 
 
 def _cli(prefix: Path) -> Path:
@@ -68,7 +65,7 @@ def install_turbo_server() -> Path:
             f"(node: {node or 'missing'}, npm: {npm or 'missing'}); install Node.js >= 20",
             pytrace=False,
         )
-    prefix = _cache_root() / f"{TURBO_PACKAGE}-{TURBO_VERSION}"
+    prefix = cache_root() / f"{TURBO_PACKAGE}-{TURBO_VERSION}"
     if _installed(prefix):
         return _cli(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -107,11 +104,6 @@ def install_turbo_server() -> Path:
         pytest.fail(f"{TURBO_PACKAGE} is not usable in {prefix}", pytrace=False)
     return _cli(prefix)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _accepting(port: int) -> bool:

@@ -17,6 +17,12 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
+def cache_root() -> Path:
+    """Where tests install servers they need once (Phoenix, turborepo-remote-cache)."""
+    configured = os.environ.get("VX_TEST_CACHE")
+    return Path(configured) if configured else Path.home() / ".cache" / "vx-tests"
+
+
 def free_port() -> int:
     """A TCP port nothing listens on right now (the kernel's pick)."""
     with socket.socket() as sock:
