@@ -9,6 +9,7 @@ import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -119,15 +120,37 @@ def _unprivileged() -> Runner:
     return Runner("unprivileged", uid, gid, python, prefix)
 
 
+def _let_others_traverse(paths: list[Path]) -> list[tuple[Path, int]]:
+    """Add traverse permission for others to each ancestor of ``paths`` that lacks it (a
+    checkout in a ``mktemp -d`` directory is 0700), so the test user reaches vx's sources and
+    site-packages; returns the original modes to restore."""
+    changed: list[tuple[Path, int]] = []
+    for path in paths:
+        for directory in (path, *path.parents):
+            mode = stat.S_IMODE(directory.stat().st_mode)
+            if not mode & stat.S_IXOTH and (directory, mode) not in changed:
+                os.chmod(directory, mode | stat.S_IXOTH)
+                changed.append((directory, mode))
+    return changed
+
+
 @pytest.fixture(scope="session", params=["root", "unprivileged"])
-def runner(request: pytest.FixtureRequest) -> Runner:
+def runner(request: pytest.FixtureRequest) -> Iterator[Runner]:
     if os.getuid() != 0:
         if request.param == "root":
             pytest.skip("the suite is not running as root")
-        return Runner("unprivileged", os.getuid(), os.getgid(), sys.executable, [])
+        yield Runner("unprivileged", os.getuid(), os.getgid(), sys.executable, [])
+        return
     if request.param == "root":
-        return Runner("root", 0, 0, sys.executable, [])
-    return _unprivileged()
+        yield Runner("root", 0, 0, sys.executable, [])
+        return
+    site = Path(next(p for p in sys.path if p.endswith("site-packages")))
+    changed = _let_others_traverse([site, Path(__file__).resolve().parent.parent])
+    try:
+        yield _unprivileged()
+    finally:
+        for directory, mode in reversed(changed):
+            os.chmod(directory, mode)
 
 
 @pytest.fixture(scope="session")
