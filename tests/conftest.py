@@ -20,10 +20,11 @@ def _private_user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever the environment running the suite: no colours, not on GitHub Actions, no
-    ``VX_*`` overrides (cache directory, concurrency, plugins ...)."""
+    """Whatever the environment running the suite: no colours, not on a CI service (``CI``
+    turns the live progress display off), no ``VX_*`` overrides (cache directory,
+    concurrency, plugins ...)."""
     for name in list(os.environ):
-        if name.startswith("VX_") or name in ("GITHUB_ACTIONS", "FORCE_COLOR", "NO_COLOR"):
+        if name.startswith("VX_") or name in ("CI", "GITHUB_ACTIONS", "FORCE_COLOR", "NO_COLOR"):
             monkeypatch.delenv(name)
 
 
