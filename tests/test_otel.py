@@ -228,6 +228,83 @@ def test_cache_hits_and_skipped_tasks_are_spans_too(
     assert spans["app#build"]["parent_id"] == spans["RUN vx run build"]["span_id"]
 
 
+def test_a_stored_run_replayed_into_otel_keeps_its_recorded_times(
+    vx_workspace: Make, collector: FakeCollector
+) -> None:
+    """A run made with export off is exported after the fact by ``vx replay --otel``."""
+    ws = vx_workspace(
+        {
+            "pyproject.toml": '[tool.vx]\nmembers = ["p/*"]\n',
+            "p/a/pyproject.toml": (
+                '[project]\nname = "a"\n[tool.vx.tasks.build]\n'
+                'cmd = "mkdir -p dist && echo a > dist/a"\noutputs = ["dist/**"]\n'
+            ),
+            "p/b/pyproject.toml": (
+                '[project]\nname = "b"\ndependencies = ["a"]\n[tool.vx.tasks.build]\n'
+                'cmd = "echo broken; exit 3"\ndepends_on = ["^build"]\n'
+            ),
+            "p/c/pyproject.toml": (
+                '[project]\nname = "c"\ndependencies = ["b"]\n[tool.vx.tasks.build]\n'
+                'cmd = "echo c"\ndepends_on = ["^build"]\n'
+            ),
+        }
+    )
+    ws.run("run", "build")
+    made = ws.run("run", "build", "--events=events.ndjson")  # export off: nothing sent
+    assert made.outcomes == {"a#build": "cached", "b#build": "failed", "c#build": "skipped"}
+    assert collector.requests == 0
+    events = [json.loads(line) for line in (ws.path / "events.ndjson").read_text().splitlines()]
+    started = events[0]["started_at"]
+    finished = {e["task"]: e for e in events if e["event"] == "task_finish"}
+    run_ms = events[-1]["duration_ms"]
+    run_id = made.summary["run_id"]  # type: ignore[index]
+
+    # enabled = true alone does not make a replay export (it would duplicate the trace)
+    enabled = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "VX_OTEL__ENABLED": "1"}
+    assert ws.run("replay", run_id, env=enabled).exit_code == 0
+    assert collector.requests == 0
+
+    replayed = ws.run("replay", run_id, "--otel", env=enabled)
+    assert replayed.exit_code == 0, replayed.output
+    assert _warnings(replayed) == []
+    spans = _by_name(collector.spans)
+    assert set(spans) == {"RUN vx run build", "a#build", "b#build", "c#build"}
+    run = spans["RUN vx run build"]
+    assert run["attributes"]["vx.replay"] is True
+    assert run["attributes"]["cicd.pipeline.run.id"] == run_id
+    assert run["attributes"]["cicd.pipeline.result"] == "failure"
+    start_ns = int(started * 1e9)
+    assert abs(run["start"] - start_ns) < 2_000  # the recorded times, not the replay's
+    assert abs(run["end"] - (start_ns + int(run_ms * 1e6))) < 2_000
+    for id in ("a#build", "b#build"):
+        span, recorded = spans[id], finished[id]
+        assert span["trace_id"] == run["trace_id"]
+        assert span["parent_id"] == run["span_id"]
+        begin = start_ns + int(recorded["start_ms"] * 1e6)
+        assert abs(span["start"] - begin) < 2_000, (id, span, recorded)
+        assert abs(span["end"] - (begin + int(recorded["duration_ms"] * 1e6))) < 2_000
+    hit = spans["a#build"]
+    assert hit["attributes"]["vx.cache.status"] == "hit"
+    assert hit["attributes"]["vx.cache.source"] == "local"
+    assert "vx.cache.lookup" in [name for name, _ in hit["events"]]
+    failed = spans["b#build"]
+    assert failed["status"] == 2
+    assert failed["attributes"]["process.exit.code"] == 3
+    assert failed["links"] == [hit["span_id"]]
+    assert "broken" in dict(failed["events"])["vx.task.log"]["vx.log.tail"]
+    skipped = spans["c#build"]
+    assert skipped["attributes"]["cicd.pipeline.task.run.result"] == "skip"
+    assert skipped["start"] == skipped["end"] <= run["end"]
+
+    collector.exports.clear()
+    to = ws.run(
+        "replay", run_id, "--to", "otel", env={"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url}
+    )
+    assert to.exit_code == 0, to.output
+    assert to.stdout == ""  # only the exporter received the events
+    assert len(collector.spans) == 4
+
+
 def test_remote_cache_uploads_are_child_spans_of_their_task(
     vx_workspace: Make, collector: FakeCollector, fake_remote: FakeRemote
 ) -> None:
@@ -599,3 +676,20 @@ def test_runs_read_back_from_phoenix(vx_workspace: Make, phoenix: Phoenix, proto
     ]
     assert len(hits) == 1
     assert hits[0]["attributes"]["vx.cache.source"] == "local"
+
+    # The first run, replayed after the fact: a second trace with its recorded start.
+    first = result.summary["run_id"]  # type: ignore[index]
+    replayed = ws.run_subprocess("replay", first, "--otel", env=env)
+    assert replayed.exit_code == 0, replayed.output
+    spans = phoenix.wait_spans(project, 12)
+    runs = [s for s in spans if s["name"] == "RUN vx run build test"]
+    assert len(runs) == 2
+    original, replay = sorted(runs, key=lambda s: s["attributes"].get("vx.replay", False))
+    assert replay["attributes"]["vx.replay"] is True
+    assert replay["attributes"]["cicd.pipeline.run.id"] == first
+    assert replay["start_time"] == original["start_time"]
+    assert replay["context"]["trace_id"] != trace_id
+    in_replay = [s for s in spans if s["context"]["trace_id"] == replay["context"]["trace_id"]]
+    assert sorted(s["name"] for s in in_replay) == sorted(
+        ["RUN vx run build test", "core#build", "app#build", "app#test"]
+    )

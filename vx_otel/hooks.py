@@ -33,8 +33,9 @@ def vx_addoption(parser: Parser) -> None:
         "--otel",
         action="store_true",
         default=False,
-        command="run",
-        help=f"export this run as an OpenTelemetry trace (see [tool.vx.otel]; needs {_INSTALL})",
+        command=("run", "replay"),
+        help="export this run (or, with vx replay, the stored run) as an OpenTelemetry trace "
+        f"(see [tool.vx.otel]; needs {_INSTALL})",
     )
 
 
@@ -51,17 +52,36 @@ def enabled_by(section: Any, option: Any, environ: Mapping[str, str]) -> str | N
     return None
 
 
+def replay_enabled_by(option: Any, environ: Mapping[str, str]) -> str | None:
+    """What asked ``vx replay`` to export the stored run: ``--otel`` or ``--to otel`` only.
+
+    ``enabled = true`` alone does not: replaying a run to read its output must not send a
+    second copy of a trace that was exported when it ran."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    if getattr(option, "otel", False):
+        return "--otel"
+    if "otel" in (getattr(option, "to", None) or ()):
+        return "--to otel"
+    return None
+
+
 @vx.hookimpl
 def vx_configure(config: Config) -> None:
-    """When export is enabled for this ``vx run``, check the options and the SDK before any
-    task runs, then register the exporter (an observer of the run's events)."""
+    """When export is enabled for this ``vx run`` (or asked of ``vx replay``), check the
+    options and the SDK before any task runs, then register the exporter (an observer of the
+    run's events)."""
     option = config.option
-    if getattr(option, "command", None) != "run" or getattr(option, "dry", None):
+    command = getattr(option, "command", None)
+    if command == "replay":
+        source = replay_enabled_by(option, os.environ)
+    elif command == "run" and not getattr(option, "dry", None):
+        source = enabled_by(config.section("otel"), option, os.environ)
+    else:
         return
-    section = config.section("otel")
-    source = enabled_by(section, option, os.environ)
     if source is None:
         return
+    section = config.section("otel")
     from vx_otel.options import resolve
 
     options = resolve(section, os.environ)

@@ -1,7 +1,8 @@
 """Spans from vx's run events, exported over OTLP in the background (imported only when enabled).
 
 One trace per run: a ``RUN vx run <tasks>`` span (kind SERVER) and one child span per task,
-named by its id, with the OpenTelemetry CI/CD semantic-convention attributes. Spans are
+named by its id, with the OpenTelemetry CI/CD semantic-convention attributes. A run fed by
+``vx replay`` is exported with its recorded times (``vx.replay`` set on the run span). Spans are
 queued to a batch processor as they end and sent by its worker thread; at the end of the run
 vx waits at most ``flush_timeout`` seconds for what is left. Export problems are collected and
 reported once, as a warning naming the endpoint; they never change the run's result.
@@ -206,6 +207,10 @@ def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
+def _ms_ns(milliseconds: float) -> int:
+    return int(milliseconds * 1e6)
+
+
 class RunExporter:
     """Builds one run's trace from vx's events; the registered plugin that calls it is
     :class:`~vx_otel.deferred.DeferredExporter`."""
@@ -223,6 +228,11 @@ class RunExporter:
         self.run_context: Context | None = None
         self.spans: dict[str, trace.Span] = {}
         self.contexts: dict[str, trace.SpanContext] = {}
+        self.replay = False
+        #: On a replay: each task's cache answer, kept until its span is made at its finish.
+        self._replayed_cache: dict[str, tuple[CacheStatus, CacheResult]] = {}
+        #: On a replay: the latest recorded end so far (ns), where unstarted tasks are put.
+        self._reached = 0
 
     # -- the run -------------------------------------------------------------------
 
@@ -231,12 +241,15 @@ class RunExporter:
         self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
         self.tracer = self.provider.get_tracer("vx_otel", vx.__version__)
         pipeline = " ".join(["vx", "run", *run.task_names])
+        self.replay = run.replay
+        self._reached = _ns(run.started_at)
         # vx started by an instrumented parent (a CI job, a script): the run nests under it.
+        # A replay's parent is whatever started the original run, which was not recorded.
         parent = TraceContextTextMapPropagator().extract(
             {
                 key.lower(): value
                 for key in ("TRACEPARENT", "TRACESTATE")
-                if (value := os.environ.get(key))
+                if not run.replay and (value := os.environ.get(key))
             }
         )
         self.run_span = self.tracer.start_span(
@@ -252,6 +265,7 @@ class RunExporter:
                 "vx.concurrency": run.concurrency or 0,
                 "vx.tasks.total": len(run.tasks),
                 "vx.workspace.root": str(graph.workspace.root),
+                "vx.replay": run.replay,
             },
         )
         self.run_context = trace.set_span_in_context(self.run_span)
@@ -285,7 +299,11 @@ class RunExporter:
         elif run.interrupted:
             span.set_attribute("error.type", "interrupted")
             span.set_status(Status(StatusCode.ERROR, "interrupted"))
-        span.end()
+        end = None
+        if run.replay:  # the recorded end (a record cut short: the latest task end)
+            recorded = run.duration_ms
+            end = self._reached if recorded is None else _ns(run.started_at) + _ms_ns(recorded)
+        span.end(end_time=end)
         self._flush()
 
     def _flush(self) -> None:
@@ -355,12 +373,21 @@ class RunExporter:
         return span
 
     def vx_task_start(self, task: Task, run: RunInfo) -> None:
-        self._start(task, run)
+        if not run.replay:  # a replayed task's span is made at its finish, with its times
+            self._start(task, run)
 
     def vx_task_cache(self, task: Task, status: CacheStatus, details: CacheResult) -> None:
-        span = self.spans.get(task.id)
-        if span is None:
+        if self.replay:
+            self._replayed_cache[task.id] = (status, details)
             return
+        span = self.spans.get(task.id)
+        if span is not None:
+            self._describe_cache(span, status, details, None)
+
+    def _describe_cache(
+        self, span: trace.Span, status: CacheStatus, details: CacheResult, at: int | None
+    ) -> None:
+        """The cache answer on the task span (events at ``at``, or now when None)."""
         span.set_attribute("vx.cache.status", str(status))
         if details.layer is not None:
             span.set_attribute("vx.cache.source", details.layer)
@@ -370,10 +397,11 @@ class RunExporter:
                 "vx.cache.status": status,
                 "vx.duration_ms": round(float(lookup), 3),
             }
-            span.add_event("vx.cache.lookup", event)
+            span.add_event("vx.cache.lookup", event, timestamp=at)
         restore = details.restore_ms
         if restore is not None:
-            span.add_event("vx.cache.restore", {"vx.duration_ms": round(float(restore), 3)})
+            attributes = {"vx.duration_ms": round(float(restore), 3)}
+            span.add_event("vx.cache.restore", attributes, timestamp=at)
         saved = details.time_saved_ms
         if saved is not None:
             span.set_attribute("vx.cache.time_saved_ms", float(saved))
@@ -396,8 +424,17 @@ class RunExporter:
 
     def vx_task_finish(self, result: TaskResult, run: RunInfo) -> None:
         task = result.task
-        span = self.spans.pop(task.id, None)
-        if span is None:  # skipped: never started
+        start = end = None
+        if run.replay:
+            start, end = self._recorded_times(result, run)
+            span = self._start(task, run, start_time=start)
+            self.spans.pop(task.id, None)
+            cached = self._replayed_cache.pop(task.id, None)
+            if cached is not None:
+                self._describe_cache(span, *cached, at=start)
+        elif (started := self.spans.pop(task.id, None)) is not None:
+            span = started
+        else:  # skipped: never started
             span = self._start(task, run)
             self.spans.pop(task.id, None)
         status = result.status.value
@@ -414,15 +451,26 @@ class RunExporter:
         )
         save = cache.save_ms
         if save is not None:
-            span.add_event("vx.cache.save", {"vx.duration_ms": round(float(save), 3)})
+            attributes = {"vx.duration_ms": round(float(save), 3)}
+            span.add_event("vx.cache.save", attributes, timestamp=end)
         if status == "failed":
             span.set_attribute("error.type", str(result.exit_code))
             span.set_status(Status(StatusCode.ERROR, f"exit code {result.exit_code}"))
             tail = self.options.log_tail
             if tail and result.output:
                 text = result.output[-tail:].decode("utf-8", "replace")
-                span.add_event("vx.task.log", {"vx.log.tail": text})
-        span.end()
+                span.add_event("vx.task.log", {"vx.log.tail": text}, timestamp=end)
+        span.end(end_time=end)
+
+    def _recorded_times(self, result: TaskResult, run: RunInfo) -> tuple[int, int]:
+        """A replayed task's start and end (ns) from the record; a task that never started
+        (skipped, cancelled) is an instant at the latest end recorded before it."""
+        if result.start_ms is None:
+            return self._reached, self._reached
+        start = _ns(run.started_at) + _ms_ns(result.start_ms)
+        end = start + _ms_ns(result.duration_ms)
+        self._reached = max(self._reached, end)
+        return start, end
 
     def vx_cache_upload(
         self, task: Task, layer: str, key: str, duration_ms: float, error: str | None
