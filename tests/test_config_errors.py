@@ -139,6 +139,30 @@ def test_unknown_key(
     assert_error(result, EXIT_CONFIG, at(ws, file, key), unknown, hint, ws=ws)
 
 
+def test_a_blocked_plugins_settings_are_not_validated(vx_workspace: Make) -> None:
+    """``-p no:NAME`` turns a plugin off for one run without editing its settings away."""
+    ws = vx_workspace(
+        {
+            "pyproject.toml": (
+                '[tool.vx]\nmembers = ["p"]\n[tool.vx.history]\nkeep_runs = 5\n'
+                '[tool.vx.sandbox]\nmode = "best-effort"\n'
+            ),
+            "p/pyproject.toml": (
+                '[project]\nname = "p"\n[tool.vx.tasks.build]\ncmd = "echo built"\n'
+                "sandbox = { network = false }\n"
+            ),
+        }
+    )
+    result = ws.run("-p", "no:history", "-p", "no:sandbox", "run", "build")
+    assert result.exit_code == 0, result.output
+    assert "built" in result.stdout
+    # Loaded, the same plugins still validate their settings.
+    ws.write({"pyproject.toml": '[tool.vx]\nmembers = ["p"]\n[tool.vx.history]\nkeep_run = 5\n'})
+    typo = ws.run("-p", "no:sandbox", "run", "build")
+    assert typo.exit_code == EXIT_CONFIG
+    assert "tool.vx.history.keep_run: unknown key 'keep_run'" in typo.stderr
+
+
 @pytest.mark.parametrize(
     ("task", "key", "expected"),
     [

@@ -216,14 +216,17 @@ class Config:
         from pydantic import Field, ValidationError, create_model
         from pydantic_settings import SettingsError
 
-        from vx.settings import CoreSettings
+        from vx.settings import CoreSettings, TaskSettings
 
         models = self.hook.settings_models()
         fields: dict[str, Any] = {
             name: (model, Field(default_factory=model)) for name, model in models.items()
         }
+        for name in self.pluginmanager.blocked_names:
+            if name not in fields and name not in CoreSettings.model_fields:
+                fields[name] = (Any, None)  # a blocked plugin's section: accepted, not validated
         task_models = self.task_models
-        if task_models.plugin_keys:
+        if task_models.task is not TaskSettings:
             fields["tasks"] = (dict[str, task_models.task], Field(default_factory=dict))  # type: ignore[name-defined]
             fields["defaults"] = (task_models.defaults, Field(default_factory=task_models.defaults))
         model = create_model("VxSettings", __base__=CoreSettings, **fields)
@@ -260,7 +263,7 @@ class Config:
         from vx.settings import task_models
 
         try:
-            return task_models(self.hook.task_settings())
+            return task_models(self.hook.task_settings(), self.pluginmanager.blocked_names)
         except ValueError as exc:
             raise PluginError(str(exc)) from None
 

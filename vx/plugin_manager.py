@@ -62,6 +62,8 @@ class VxPluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
         self.disabled_observers: set[str] = set()
+        self.blocked_names: set[str] = set()
+        """Plugins blocked with ``-p no:NAME``; their settings are accepted unvalidated."""
         self._trace = trace
         self.hooks = HookRelay(self)
         # Historic: every plugin, registered now or later, may add hook specifications.
@@ -105,6 +107,7 @@ class VxPluginManager(pluggy.PluginManager):
     def block(self, names: Iterable[str]) -> None:
         """Apply ``-p no:NAME``: the plugin is never registered, whatever its source."""
         for name in names:
+            self.blocked_names.add(name)
             if name in ESSENTIAL_PLUGINS:
                 raise UsageError(
                     f"-p no:{name}: plugin '{name}' is built into vx and every run needs it, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
@@ -196,15 +196,18 @@ class TaskModels(NamedTuple):
     plugin_keys: tuple[str, ...]
 
 
-def task_models(plugin_keys: Mapping[str, Any]) -> TaskModels:
+def task_models(plugin_keys: Mapping[str, Any], ignored: Iterable[str] = ()) -> TaskModels:
     """Models accepting the plugin-owned task keys (``vx_task_settings``) besides the built-in
-    ones; each plugin key is optional and only stored when a task sets it."""
-    if not plugin_keys:
+    ones; each plugin key is optional and only stored when a task sets it. ``ignored`` keys
+    (those of plugins blocked with ``-p no:NAME``) are accepted, never validated or stored."""
+    ignored = [key for key in ignored if key not in plugin_keys]
+    if not plugin_keys and not ignored:
         return TaskModels(TaskSettings, TemplateSettings, DefaultsSettings, ProjectSettings, ())
     for key in plugin_keys:
         if key in TemplateSettings.model_fields:
             raise ValueError(f"plugin task key '{key}' shadows a built-in task key")
     fields: dict[str, Any] = {key: (kind | None, None) for key, kind in plugin_keys.items()}
+    fields.update((key, (Any, None)) for key in ignored if key not in TemplateSettings.model_fields)
     task = create_model("TaskSettings", __base__=TaskSettings, **fields)
     template = create_model("TemplateSettings", __base__=TemplateSettings, **fields)
     templates: tuple[Any, Any] = (dict[str, template], Field(default_factory=dict))  # type: ignore[valid-type]
