@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # typing costs ~10 ms to import; the client must cost ~1 ms
     from typing import Any
 
 __all__ = [
+    "CHANNEL_FD",
     "ENV_VAR",
     "PROTOCOL_VERSION",
     "active",
@@ -45,6 +46,10 @@ ENV_VAR = "VX_IPC"
 PROTOCOL_VERSION = 1
 #: Seconds to wait for vx's answer before giving up on the channel.
 TIMEOUT = 10.0
+#: The descriptor the client connects from when it is free. A sandboxed task without network
+#: may ``connect`` from this descriptor only (vx_sandbox's Landlock backend), so a tool that
+#: copies this client must keep it.
+CHANNEL_FD = 1000
 #: Paths per request: keeps each line well under the server's 1 MiB limit.
 _BATCH = 500
 
@@ -112,6 +117,22 @@ def _warn(message: str) -> None:
         sys.stderr.write(f"vx_ipc: {message}\n")
 
 
+def _channel_socket(socket: Any) -> Any:
+    """A Unix stream socket on descriptor :data:`CHANNEL_FD` when that is free."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        os.fstat(CHANNEL_FD)
+        return sock  # in use by something else: left alone
+    except OSError:
+        pass
+    try:
+        os.dup2(sock.fileno(), CHANNEL_FD, inheritable=False)
+    except OSError:  # beyond the descriptor limit
+        return sock
+    sock.close()
+    return socket.socket(fileno=CHANNEL_FD)
+
+
 def _request(message: dict[str, Any]) -> dict[str, Any] | None:
     """Send one request and wait for its answer; None when there is no usable answer."""
     address = os.environ.get(ENV_VAR)
@@ -123,7 +144,9 @@ def _request(message: dict[str, Any]) -> dict[str, Any] | None:
     with _lock:
         try:
             if _state["sock"] is None or _state["pid"] != os.getpid():
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                if _state["sock"] is not None:  # a fork: the parent's connection, not ours
+                    _state["sock"].close()
+                sock = _channel_socket(socket)
                 sock.settimeout(TIMEOUT)
                 sock.connect(address)
                 _state.update(sock=sock, pid=os.getpid(), file=sock.makefile("rb"))

@@ -445,6 +445,58 @@ def test_a_python_task_runs_with_its_virtualenv(runner: Runner, place: Path, bac
     assert f"from-the-venv {venv}" in result.stdout
 
 
+@pytest.mark.parametrize("backend", ["landlock", "bwrap"])
+def test_runner_aware_tools_reach_vx_from_a_sandbox_without_network(
+    runner: Runner, place: Path, backend: str
+) -> None:
+    """The runner-aware channel works in a confined task (no network: other Unix sockets stay
+    unreachable, see the escape test), and what the tool reports keys the cache."""
+    ws = place / "ws"
+    tool = (
+        "import socket, vx_ipc\n"
+        "print('reported', vx_ipc.add_inputs(['data.txt']))\n"
+        "try:\n"
+        f"    socket.socket(socket.AF_UNIX).connect({str(place / 'shared' / 'other.sock')!r})\n"
+        "except OSError as exc:\n"
+        "    print('other socket', type(exc).__name__)\n"
+    )
+    write_files(
+        ws,
+        {
+            "pyproject.toml": (
+                '[tool.vx]\nmembers = ["app"]\n\n[tool.vx.sandbox]\n'
+                f'mode = "required"\nbackend = "{backend}"\n'
+            ),
+            "app/pyproject.toml": (
+                '[project]\nname = "app"\n\n[tool.vx.tasks.test]\n'
+                f'cmd = "{runner.python} tool.py"\ninputs = ["tool.py", "vx_ipc.py"]\n'
+            ),
+            "app/tool.py": tool,
+            "app/data.txt": "one\n",
+        },
+    )
+    shutil.copy(ROOT / "vx_ipc.py", ws / "app" / "vx_ipc.py")  # vendored, as documented
+    other = socket.socket(socket.AF_UNIX)
+    other.bind(str(place / "shared" / "other.sock"))
+    os.chmod(place / "shared" / "other.sock", 0o777)
+    other.listen()
+    runner.chown(place)
+    try:
+        first = runner.vx(ws, "run", "test")
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "app#test: reported True" in first.stdout
+        assert "channel is unavailable" not in first.stdout
+        assert "app#test: other socket" in first.stdout  # refused or not even visible
+        hit = runner.vx(ws, "run", "test")
+        assert "app#test: cache hit" in hit.stdout, hit.stdout
+        (ws / "app" / "data.txt").write_text("two\n")  # reported, never declared
+        changed = runner.vx(ws, "run", "test", "-v")
+        assert "tool-reported input app/data.txt changed" in changed.stdout, changed.stdout
+        assert "app#test: reported True" in changed.stdout
+    finally:
+        other.close()
+
+
 AUDIT_FILES = {
     "pyproject.toml": '[tool.vx]\nmembers = ["packages/*"]\nglobal_inputs = ["tools/**"]\n',
     "tools/helper.sh": "echo helper\n",

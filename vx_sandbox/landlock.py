@@ -141,9 +141,11 @@ _AF_UNIX, _AF_INET, _AF_INET6, _AF_NETLINK = 1, 2, 10, 16
 _SOCK_DGRAM = 2
 
 
-def _network_filter() -> list[tuple[int, int, int, int]] | None:
+def _network_filter(channel_fd: int | None = None) -> list[tuple[int, int, int, int]] | None:
     """A BPF program denying network use: sockets other than Unix (stream), IPv4/6 and
-    netlink; every ``connect``; ``sendto`` with an address; io_uring; foreign ABIs."""
+    netlink; every ``connect`` (but one from descriptor ``channel_fd``: the runner-aware
+    client connects to vx's Unix socket from there); ``sendto`` with an address; io_uring;
+    foreign ABIs."""
     machine = platform.machine()
     if machine not in _AUDIT_ARCH:
         return None
@@ -160,7 +162,7 @@ def _network_filter() -> list[tuple[int, int, int, int]] | None:
         program += [(_JGE, 0, 1, 0x40000000), (_RET, 0, 0, nosys)]
     program += [
         (_JEQ, "socket", 0, socket),
-        (_JEQ, "deny", 0, connect),
+        (_JEQ, "deny" if channel_fd is None else "connect", 0, connect),
         (_JEQ, "sendto", 0, sendto),
         (_JEQ, "nosys", 0, io_uring),
         (_RET, 0, 0, _ALLOW),
@@ -173,6 +175,16 @@ def _network_filter() -> list[tuple[int, int, int, int]] | None:
         (_LD_ABS, 0, 0, 24),  # args[1]: type
         (_AND, 0, 0, 0xF),
         (_JEQ, "deny", "allow", _SOCK_DGRAM),
+    ]
+    if channel_fd is not None:
+        program += [
+            "connect",
+            (_LD_ABS, 0, 0, 16),  # args[0]: the descriptor (low, high)
+            (_JEQ, 0, "deny", channel_fd),
+            (_LD_ABS, 0, 0, 20),
+            (_JEQ, "allow", "deny", 0),
+        ]
+    program += [
         "sendto",
         (_LD_ABS, 0, 0, 48),  # args[4]: destination address (low, high)
         (_JEQ, 0, "deny", 0),
@@ -212,7 +224,9 @@ class Confinement:
     ``preexec``; :meth:`close` releases the ruleset once the child has started.
     """
 
-    def __init__(self, *, network: bool | str, abi: int | None = None) -> None:
+    def __init__(
+        self, *, network: bool | str, abi: int | None = None, channel_fd: int | None = None
+    ) -> None:
         self.abi = abi_version() if abi is None else abi
         if self.abi < 1:
             raise OSError(errno.ENOSYS, "Landlock is not available")
@@ -230,7 +244,7 @@ class Confinement:
             code = ctypes.get_errno()
             raise OSError(code, f"landlock_create_ruleset: {os.strerror(code)}")
         self.fd: int | None = fd
-        self._filter = _network_filter() if network is False else None
+        self._filter = _network_filter(channel_fd) if network is False else None
         self._prepare_child()
 
     def allow(self, paths: Iterable[str], rights: int) -> None:

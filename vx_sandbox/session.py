@@ -18,7 +18,6 @@ from vx_sandbox.policy import Policy, PolicyError, build_policy
 from vx_sandbox.report import Violation, denied, format_violations, undeclared
 
 if TYPE_CHECKING:
-
     from vx import (
         CommandSpec,
         Config,
@@ -205,6 +204,8 @@ class Session:
             policy = Policy(task.id, str(task.project.path), False, tmp_base)
             self.prepared[task.id] = Prepared(task, policy, spec, error=message)
             return None
+        if spec.ipc_dir is not None:  # the runner-aware channel: its socket must be reachable
+            policy.write.append(str(spec.ipc_dir))
         prepared = Prepared(task, policy, spec, audit=self.audit)
         self.prepared[task.id] = prepared
         try:
@@ -251,27 +252,44 @@ class Session:
             assert strace is not None
             argv = strace_argv(strace, prepared.trace_file, argv, detach=self.backend != "bwrap")
         if self.backend == "audit":
-            return CommandSpec(argv=argv, cwd=spec.cwd, env=env)
+            return CommandSpec(argv=argv, cwd=spec.cwd, env=env, ipc_dir=spec.ipc_dir)
         if self.backend == "bwrap":
             from vx_sandbox.bwrap import bwrap_argv, bwrap_path
 
             bwrap = bwrap_path()
             assert bwrap is not None
             return CommandSpec(
-                argv=bwrap_argv(bwrap, policy, str(spec.cwd), argv), cwd=spec.cwd, env=env
+                argv=bwrap_argv(bwrap, policy, str(spec.cwd), argv),
+                cwd=spec.cwd,
+                env=env,
+                ipc_dir=spec.ipc_dir,
             )
+        from vx_ipc import CHANNEL_FD
         from vx_sandbox.landlock import LIST, READ, Confinement, handled_fs
 
         if prepared.confinement is None:
-            confinement = Confinement(network=policy.network)
+            channel_fd = None if spec.ipc_dir is None else CHANNEL_FD
+            confinement = Confinement(network=policy.network, channel_fd=channel_fd)
             confinement.allow(policy.read, READ)
             confinement.allow(policy.listable, LIST)
             confinement.allow(policy.write, handled_fs(confinement.abi))
             prepared.confinement = confinement
         confinement = prepared.confinement
         if policy.network == "loopback":  # a network namespace: only in a forked child
-            return CommandSpec(argv=argv, cwd=spec.cwd, env=env, preexec=confinement.preexec())
-        return CommandSpec(argv=argv, cwd=spec.cwd, env=env, confine=confinement.confine_thread)
+            return CommandSpec(
+                argv=argv,
+                cwd=spec.cwd,
+                env=env,
+                preexec=confinement.preexec(),
+                ipc_dir=spec.ipc_dir,
+            )
+        return CommandSpec(
+            argv=argv,
+            cwd=spec.cwd,
+            env=env,
+            confine=confinement.confine_thread,
+            ipc_dir=spec.ipc_dir,
+        )
 
     # -- after a task -------------------------------------------------------------------
 
