@@ -113,8 +113,6 @@ def assert_index_whole(cache_dir: Path, *, orphans: bool = False) -> list[dict[s
     return rows
 
 
-
-
 def outputs_snapshot(ws: VxWorkspace) -> dict[str, Any]:
     tree = snapshot(ws.path, skip=(".vx",))
     return {name: entry for name, entry in tree.items() if "/dist/" in f"/{name}"}
@@ -1252,3 +1250,40 @@ def test_stat_cache_detects_edits(vx_workspace: Make) -> None:
     result = ws.run("run", "build")
     assert result.outcomes == {"a#build": "success"}, "stale stat-cache hit"
     assert "a#build: CCCC" in result.stdout
+
+
+def test_an_input_edited_while_the_task_runs_is_not_cached_under_the_old_key(
+    vx_workspace: Make,
+) -> None:
+    """The key describes the inputs before the run; outputs made from an edit that landed
+    during it must not be stored under that key (reverting the edit would restore them)."""
+    edit_then_build = "echo v2 > src/a.txt && mkdir -p out && cp src/a.txt out/a.txt"
+    ws = vx_workspace(
+        {
+            "pyproject.toml": ROOT,
+            "packages/a/pyproject.toml": project(
+                "a",
+                {"build": {"cmd": edit_then_build, "inputs": ["src/**"], "outputs": ["out/**"]}},
+            ),
+            "packages/a/src/a.txt": "v1\n",
+        }
+    )
+    first = ws.run("run", "build")
+    assert first.outcomes == {"a#build": "success"}
+    assert (
+        "a#build: not cached: its input packages/a/src/a.txt changed while it ran" in first.stderr
+    ), first.output
+    ws.write({"packages/a/src/a.txt": "v1\n"})  # the edit reverted: the key is the first one
+    second = ws.run("run", "build")
+    assert second.outcomes == {"a#build": "success"}  # not a hit restoring v2 for v1
+
+    stable = "mkdir -p out && cp src/a.txt out/a.txt"
+    ws.write(
+        {
+            "packages/a/pyproject.toml": project(
+                "a", {"build": {"cmd": stable, "inputs": ["src/**"], "outputs": ["out/**"]}}
+            )
+        }
+    )
+    assert ws.run("run", "build").outcomes == {"a#build": "success"}
+    assert ws.run("run", "build").outcomes == {"a#build": "cached"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -500,6 +500,15 @@ class TaskCache:
         if not self.writable or task.hash is None:
             return
         key = task.hash
+        changed = self._input_changed(task, reported.ignored_inputs if reported else ())
+        if changed is not None:
+            _log.warning(
+                f"{task.id}: not cached: its input {changed} changed while it ran (an edit; "
+                "or the task writes its own inputs, then set cache = false); it runs again "
+                "next time",
+                once=False,
+            )
+            return
         if reported is not None and reported.disabled is not None:
             manifest = self.keys.manifests[task.id]
             self.manifests.save(task.id, key, manifest, {"disabled": reported.disabled})
@@ -577,6 +586,21 @@ class TaskCache:
             f"{task.id}: its outputs were not found in the shared cache; not restored here",
             once=False,
         )
+
+    def _input_changed(self, task: Task, ignored: Iterable[str] = ()) -> str | None:
+        """The first input (declared or global) whose digest is no longer the one in the key:
+        the outputs may come from content the key does not describe. Paths a tool reported as
+        ignored inputs (its own caches) do not count. Unchanged files cost a stat."""
+        manifest = self.keys.manifests.get(task.id)
+        if manifest is None:
+            return None
+        recorded = {**manifest["global_inputs"], **manifest["inputs"]}
+        for path in ignored:
+            below = path + "/"
+            recorded = {p: d for p, d in recorded.items() if p != path and not p.startswith(below)}
+        prefix = f"{self.root}/"
+        now = self.hasher.digests([prefix + path for path in recorded])
+        return next((p for p, digest in recorded.items() if now[prefix + p] != digest), None)
 
     def _pack_and_store(
         self,
