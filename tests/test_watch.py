@@ -325,12 +325,54 @@ def test_interrupt_stops_the_run_in_progress(watch: Callable[..., Watch]) -> Non
         w.wait_for("//#slow: first")
         edit(root / "input.txt", "second\n")
         lines = "\n".join(w.wait_for("//#slow: second"))
-        assert "changes arrived: stopping this run" in lines
+        assert "vx watch: changed: input.txt: stopping //#slow" in lines
         assert len(processes_with("vx-interrupt-marker")) >= 1
         assert w.stop() == 130
         assert wait_gone("vx-interrupt-marker") == []
     finally:
         kill_all("vx-interrupt-marker")
+
+
+def _gated(name: str) -> str:
+    """Runs until ``scratch/<name>-gate`` exists (git-ignored: creating it changes nothing)."""
+    return (
+        f"echo {name}-started; while [ ! -f ../../scratch/{name}-gate ]; do sleep 0.05; done; "
+        f"echo {name}-built"
+    )
+
+
+def test_interrupt_stops_only_the_tasks_the_changes_affect(watch: Callable[..., Watch]) -> None:
+    files = {
+        **FILES,
+        "packages/app/pyproject.toml": (
+            f"[project]\nname = 'app'\n\n[tool.vx.tasks.build]\ncmd = 'cat main.txt; {_gated('app')}'\n"
+        ),
+        "packages/other/pyproject.toml": (
+            f"[project]\nname = 'other'\n\n[tool.vx.tasks.build]\ncmd = '{_gated('other')}'\n"
+        ),
+    }
+    w = watch(
+        "app#build", "other#build", "--interrupt", "-j", "2", "--debounce", "300ms", files=files
+    )
+    root: Path = w.root  # type: ignore[attr-defined]
+    (root / "scratch").mkdir()
+    w.wait_for("(app|other)#build: (app|other)-started")
+    w.wait_for("(app|other)#build: (app|other)-started")
+    edit(root / "packages/app/main.txt", "v2\n")
+    w.wait_for("vx watch: changed: packages/app/main.txt: stopping app#build$")
+    (root / "scratch/app-gate").write_text("open\n")  # for the follow-up run
+    (root / "scratch/other-gate").write_text("open\n")  # other#build was never stopped
+    # The run in progress ends (other#build passes, app#build cancelled), then the follow-up
+    # runs app#build alone, without waiting for more changes.
+    after = w.cycle()
+    stopped, _, follow_up = after.partition("vx watch: running app#build")
+    assert "other#build: other-built" in stopped
+    assert "app#build: app-built" not in stopped
+    assert "1 cancelled" in stopped, stopped
+    assert "app#build: v2" in follow_up
+    assert "app#build: app-built" in follow_up
+    assert "other#build:" not in follow_up  # it finished: settled, not re-run
+    assert w.output.count("other#build: other-started") == 1
 
 
 def test_watch_takes_the_run_options_and_rejects_dry(vx_workspace: Make) -> None:

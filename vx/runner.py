@@ -9,7 +9,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -132,6 +132,8 @@ class Runner:
         self._commands: dict[str, asyncio.Task[int | RemoteExecution]] = {}
         """The command phase of each running task: the only thing fail-fast cancels."""
         self._stopping = False
+        self._withdrawn: set[str] = set()
+        """Tasks stopped or never started by :meth:`withdraw` (the run goes on)."""
         self._channels: ChannelServer | None = None
         env_mode = options.env_mode or config.settings.env_mode
         self._environments = TaskEnvironments(
@@ -170,6 +172,20 @@ class Runner:
     def cancel(self) -> None:
         """Stop the run without marking it interrupted (what is running is cancelled)."""
         self._stop()
+
+    def withdraw(self, task_ids: Iterable[str]) -> None:
+        """Stop these tasks and let the run go on (``vx watch --interrupt``): a running
+        task's command is cancelled (the task is ``cancelled``), one that has not started
+        never starts; their dependents are skipped. Hits and finished tasks are left."""
+        for id in task_ids:
+            self._withdrawn.add(id)
+            command = self._commands.get(id)
+            if command is not None:
+                command.cancel()
+            elif self.graph[id].definition.persistent and id in self._running:
+                self._running[id].cancel()
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     def _begin(self) -> float:
         start = self._start = time.monotonic()
@@ -319,6 +335,8 @@ class Runner:
                 heapq.heapify(ready)
             while ready and not self._stopping and len(self._running) < self.concurrency:
                 _, _, id = heapq.heappop(ready)
+                if id in self._withdrawn:
+                    continue  # never started: skipped at the end, with its dependents
                 slot = slots[id] = heapq.heappop(self._free_slots)
                 self._running[id] = asyncio.create_task(self._execute(self.graph[id], slot))
             idle = not self._running and not restoring and not (ready and not self._stopping)
@@ -609,7 +627,7 @@ class Runner:
         CancelledError when it was cancelled (or the run stopped before it could start)."""
         import asyncio
 
-        if self._stopping:
+        if self._stopping or task.id in self._withdrawn:
             raise asyncio.CancelledError
         command = asyncio.ensure_future(self.executor.execute(task, spec, on_output))
         self._commands[task.id] = command

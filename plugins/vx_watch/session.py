@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -158,19 +159,67 @@ class WatchSession:
             services=self.services,
         )
         running = asyncio.ensure_future(self.runner.run_async())
+        arrived: list[ChangeSet] = []
+        """Change sets that arrived during the run (``--interrupt``) and already acted on."""
         if self.interrupt_runs:
             pending = pending or asyncio.ensure_future(self.watcher.next())
-            await asyncio.wait([running, pending], return_when=asyncio.FIRST_COMPLETED)
-            if not running.done():
-                say("changes arrived: stopping this run")
-                self.runner.cancel()
+            while True:
+                await asyncio.wait([running, pending], return_when=asyncio.FIRST_COMPLETED)
+                if running.done() or self.stopping.is_set():
+                    break
+                arrived.append(pending.result())
+                pending = asyncio.ensure_future(self.watcher.next())
+                if not self._withdraw_affected(arrived[-1], keys):
+                    break  # the whole run is stopping
         info = await running
         self.runner = None
         self._remember(info, keys)
-        if pending is not None and pending.done() and not self.stopping.is_set():
-            # Collected while the run was stopping: plan again right away.
-            return await self._cycle(pending.result(), None)
+        if self.stopping.is_set():
+            return pending
+        if pending is not None and pending.done():
+            arrived.append(pending.result())
+            pending = None
+        if arrived:  # plan again right away, with everything that changed meanwhile
+            merged = ChangeSet(
+                frozenset().union(*(c.paths for c in arrived)),
+                any(c.config_changed for c in arrived),
+            )
+            return await self._cycle(merged, pending)
         return pending
+
+    def _withdraw_affected(self, changes: ChangeSet, keys: dict[str, str | None]) -> bool:
+        """Changes arrived during a run (``--interrupt``): stop the tasks of the run whose
+        key they change (running ones are cancelled, waiting ones never start), and let the
+        others go on; the follow-up run re-runs what was stopped. A configuration change
+        stops the whole run. False when the whole run is stopping."""
+        runner = self.runner
+        assert runner is not None
+        graph = None
+        if not changes.config_changed:
+            with contextlib.suppress(vx.VxError):  # shown by the follow-up run's planning
+                graph, _ = vx.plan_run(self.config, self.options)
+        if graph is None:
+            say(f"changed: {changes.describe()}: stopping this run")
+            runner.cancel()
+            return False
+        done, settled = runner.run_info.results, runner.settled
+        affected = [
+            task.id
+            for task in graph
+            if task.id in keys
+            and task.id not in done
+            and task.id not in settled
+            and keys[task.id] != task.hash
+        ]
+        if not affected:
+            say(f"changed: {changes.describe()}: no task of this run affected")
+            return True
+        shown = ", ".join(affected[:_SHOWN]) + (
+            f" and {len(affected) - _SHOWN} more" if len(affected) > _SHOWN else ""
+        )
+        say(f"changed: {changes.describe()}: stopping {shown}")
+        runner.withdraw(affected)
+        return True
 
     def _plan(self) -> tuple[TaskGraph, Any, list[str], set[str]] | None:
         """Read the configuration if needed, plan, and split the graph into the tasks to run
