@@ -345,7 +345,8 @@ def test_interrupt_stops_only_the_tasks_the_changes_affect(watch: Callable[..., 
     files = {
         **FILES,
         "packages/app/pyproject.toml": (
-            f"[project]\nname = 'app'\n\n[tool.vx.tasks.build]\ncmd = 'cat main.txt; {_gated('app')}'\n"
+            "[project]\nname = 'app'\n\n[tool.vx.tasks.build]\n"
+            f"cmd = 'cat main.txt; {_gated('app')}'\n"
         ),
         "packages/other/pyproject.toml": (
             f"[project]\nname = 'other'\n\n[tool.vx.tasks.build]\ncmd = '{_gated('other')}'\n"
