@@ -303,6 +303,11 @@ def test_a_stored_run_replayed_into_otel_keeps_its_recorded_times(
     assert to.exit_code == 0, to.output
     assert to.stdout == ""  # only the exporter received the events
     assert len(collector.spans) == 4
+    off = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_SDK_DISABLED": "true"}
+    refused = ws.run("replay", run_id, "--otel", env=off)
+    assert refused.exit_code == 2
+    assert "vx replay --otel: export is off (OTEL_SDK_DISABLED=true)" in refused.stderr
+    assert len(collector.spans) == 4
 
 
 def test_remote_cache_uploads_are_child_spans_of_their_task(

@@ -57,13 +57,12 @@ def replay_enabled_by(option: Any, environ: Mapping[str, str]) -> str | None:
 
     ``enabled = true`` alone does not: replaying a run to read its output must not send a
     second copy of a trace that was exported when it ran."""
-    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return None
-    if getattr(option, "otel", False):
-        return "--otel"
+    asked = "--otel" if getattr(option, "otel", False) else None
     if "otel" in (getattr(option, "to", None) or ()):
-        return "--to otel"
-    return None
+        asked = "--to otel"
+    if asked and environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        raise vx.UsageError(f"vx replay {asked}: export is off (OTEL_SDK_DISABLED=true)")
+    return asked
 
 
 @vx.hookimpl
