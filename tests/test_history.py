@@ -532,3 +532,16 @@ def test_disabled_history_records_nothing(vx_workspace: Make) -> None:
     )
     assert ws.run("run", "build").exit_code == 0
     assert not history_path(ws.path).exists()
+
+
+def test_a_persistent_task_is_never_named_slow(vx_workspace: Make) -> None:
+    """Its duration is how long it served, which says nothing about its speed."""
+    serve = task("serve", "echo listening; sleep 600", persistent=True)
+    serve += 'ready = { log = "listening" }\n'
+    check = task("check", "sleep 1.5", depends_on=["serve"])
+    ws = vx_workspace({"pyproject.toml": SLOW, **project("a", serve + check)})
+    fake_history(ws, {"a#serve": [0.1] * 5, "a#check": [1.5] * 5})
+    result = ws.run("run", "check")
+    assert result.exit_code == 0, result.output
+    assert tasks_of(ws)["a#serve"].duration_ms >= 1500  # recorded, as served
+    assert [line for line in result.stdout.splitlines() if line.startswith(" Slow:")] == []

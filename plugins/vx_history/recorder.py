@@ -142,7 +142,9 @@ def record_run(
     cannot be used is one warning; the run is not affected."""
     root = config.require_root()
     tasks = [task_record(run, result) for result in run.results.values()]
-    executed = [t for t in tasks if t.executed]
+    # A persistent task's duration is how long it served: never "slow", nor flaky.
+    persistent = {id for id, r in run.results.items() if r.task.definition.persistent}
+    executed = [t for t in tasks if t.executed and t.task_id not in persistent]
     lines: list[tuple[str, str]] = []
     try:
         with open_for_writing(root, settings.lock_timeout) as store:
