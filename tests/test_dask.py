@@ -70,6 +70,9 @@ depends_on = ["build"]
 cmd = "echo on a fast machine"
 requires = ["fast"]
 
+[tool.vx.tasks.channel]
+cmd = "echo channel=[$VX_IPC]"
+
 [tool.vx.tasks.gpu]
 cmd = "echo never runs"
 requires = ["gpu"]
@@ -312,6 +315,16 @@ def test_a_distributed_run_gives_the_outputs_of_a_local_run(setup: Setup) -> Non
     # The client adopted them: a second run here is all local hits.
     again = ws.run_subprocess("run", "test", env=setup.env())
     assert again.outcomes == dict.fromkeys(["lib#build", "app#build", "app#test"], "cached")
+
+
+def test_a_task_on_a_worker_gets_no_runner_aware_channel(setup: Setup) -> None:
+    """The channel is a socket on the client's machine: a worker's task must not be handed
+    its path (its tools would warn that they cannot reach it)."""
+    ws = setup.clone()
+    result = dask_run(setup, ws, "channel")
+    assert result.exit_code == 0, result.output + setup.cluster.log()
+    assert result.summary["tasks"][0].get("worker") in {"w1", "w2"}  # type: ignore[index]
+    assert "app#channel: channel=[]" in result.stdout
 
 
 def test_a_second_run_is_all_hits_without_contacting_the_cluster(setup: Setup) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import vx
 from vx_dask.worker import Job, cancel, inspect, run_task
+from vx_ipc import ENV_VAR as IPC_ENV_VAR
 
 if TYPE_CHECKING:
     from vx_remote.target import RemoteTarget
@@ -272,7 +273,8 @@ class DaskExecutor:
             dependencies=self._dependencies(task),
             argv=spec.argv,
             cwd=str(spec.cwd),
-            env=spec.env,
+            # The runner-aware channel is a socket on this machine: not served to workers.
+            env={name: value for name, value in spec.env.items() if name != IPC_ENV_VAR},
             client_root=str(self.root),
             subdir=self.subdir,
             revision=self.revision,
