@@ -27,6 +27,7 @@ import pytest
 pytest.register_assert_rewrite("otlp_servers", "remote_servers")
 from otlp_servers import FakeCollector, Phoenix, closed_port_url  # noqa: E402
 from remote_servers import FakeRemote  # noqa: E402
+from servers import Child, vx_argv  # noqa: E402
 
 from vx.testing import RunResult, VxWorkspace  # noqa: E402
 
@@ -308,6 +309,34 @@ def test_a_stored_run_replayed_into_otel_keeps_its_recorded_times(
     assert refused.exit_code == 2
     assert "vx replay --otel: export is off (OTEL_SDK_DISABLED=true)" in refused.stderr
     assert len(collector.spans) == 4
+
+
+def test_each_run_of_vx_watch_is_its_own_trace(
+    vx_workspace: Make, collector: FakeCollector
+) -> None:
+    ws = vx_workspace(
+        {
+            "pyproject.toml": '[tool.vx]\nmembers = ["p"]\n',
+            "p/pyproject.toml": '[project]\nname = "p"\n[tool.vx.tasks.build]\ncmd = "cat a.txt"\n',
+            "p/a.txt": "one\n",
+        }
+    )
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url}
+    watch = Child(vx_argv("watch", "build", "--otel", "--debounce", "200ms"), ws.path, env)
+    try:
+        watch.wait_for("vx watch: waiting for changes")
+        (ws.path / "p" / "a.txt").write_text("two\n")
+        watch.wait_for("p#build: two")
+        watch.wait_for("vx watch: waiting for changes")
+    finally:
+        watch.process.terminate()
+        watch.process.wait(30)
+    runs = [span for span in collector.spans if span["name"] == "RUN vx run build"]
+    assert len(runs) == 2, collector.spans
+    assert runs[0]["trace_id"] != runs[1]["trace_id"]
+    builds = [span for span in collector.spans if span["name"] == "p#build"]
+    assert sorted(span["trace_id"] for span in builds) == sorted(r["trace_id"] for r in runs)
+    assert "warning:" not in watch.output
 
 
 def test_remote_cache_uploads_are_child_spans_of_their_task(

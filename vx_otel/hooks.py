@@ -74,7 +74,7 @@ def vx_configure(config: Config) -> None:
     command = getattr(option, "command", None)
     if command == "replay":
         source = replay_enabled_by(option, os.environ)
-    elif command == "run" and not getattr(option, "dry", None):
+    elif command in ("run", "watch") and not getattr(option, "dry", None):
         source = enabled_by(config.section("otel"), option, os.environ)
     else:
         return

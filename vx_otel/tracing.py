@@ -237,6 +237,12 @@ class RunExporter:
     # -- the run -------------------------------------------------------------------
 
     def vx_run_start(self, run: RunInfo, graph: TaskGraph, config: Config) -> None:
+        if self.provider is not None:  # another run of this process (vx watch): a new trace
+            self.problems.last = self.problems.transient = None
+            self.exporter = _Watched(exporter_for(self.options), self.problems)
+            self.spans.clear()
+            self.contexts.clear()
+            self._replayed_cache.clear()
         self.provider = TracerProvider(resource=self.resource, shutdown_on_exit=False)
         self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
         self.tracer = self.provider.get_tracer("vx_otel", vx.__version__)
