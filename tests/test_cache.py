@@ -1287,3 +1287,34 @@ def test_an_input_edited_while_the_task_runs_is_not_cached_under_the_old_key(
     )
     assert ws.run("run", "build").outcomes == {"a#build": "success"}
     assert ws.run("run", "build").outcomes == {"a#build": "cached"}
+
+
+def test_root_inputs_put_a_shared_root_file_in_one_tasks_key(vx_workspace: Make) -> None:
+    """``//ruff.toml``: a root file (shared tool configuration) in the key of the tasks
+    that read it, and only theirs (``global_inputs`` would change every key)."""
+    ws = vx_workspace(
+        {
+            "pyproject.toml": ROOT,
+            "ruff.toml": "line-length = 100\n",
+            "packages/a/pyproject.toml": project(
+                "a",
+                {
+                    "lint": {"cmd": "cat ../../ruff.toml", "inputs": ["**", "//ruff.toml"]},
+                    "build": {"cmd": "echo built"},
+                },
+            ),
+            "packages/a/src.txt": "a\n",
+        }
+    )
+    assert ws.run("run", "lint", "build").outcomes == {"a#lint": "success", "a#build": "success"}
+    ws.write({"ruff.toml": "line-length = 120\n"})
+    changed = ws.run("run", "lint", "build")
+    assert changed.outcomes == {"a#lint": "success", "a#build": "cached"}
+    assert "a#lint: line-length = 120" in changed.stdout
+    ws.write({"ruff.toml": "line-length = 88\n"})
+    why = ws.run("why", "a#lint")
+    assert "file modified: ruff.toml" in why.stdout, why.output
+    ws.write({"ruff.toml": "line-length = 100\n"})
+    assert ws.run("run", "lint").outcomes == {"a#lint": "cached"}  # the first key again
+    ws.write({"packages/a/src.txt": "b\n"})  # "**" still covers the project's own files
+    assert ws.run("run", "lint").outcomes == {"a#lint": "success"}

@@ -127,11 +127,13 @@ def test_uv_workspace_whose_root_is_a_package(tmp_path: Path) -> None:
     uv_members = _toml(ws.path / "pyproject.toml")["tool"]["uv"]["workspace"]["members"]
     assert root["members"] == uv_members
     templates = root["defaults"]["tasks"]
+    # ruff and mypy are configured in the root's pyproject.toml (the examples' ruff
+    # configuration extends it): a // input of the tasks that read it.
     assert templates == {
-        "lint": {"cmd": "ruff check .", "projects": ["*"]},
+        "lint": {"cmd": "ruff check .", "inputs": ["**", "//pyproject.toml"], "projects": ["*"]},
         "typecheck": {
             "cmd": "mypy .",
-            "inputs": ["**", "^**/*.py", "^pyproject.toml"],
+            "inputs": ["**", "^**/*.py", "^pyproject.toml", "//pyproject.toml"],
             "projects": ["*"],
         },
         "build": {

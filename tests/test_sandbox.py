@@ -497,6 +497,41 @@ def test_runner_aware_tools_reach_vx_from_a_sandbox_without_network(
         other.close()
 
 
+@pytest.mark.parametrize("backend", ["landlock", "bwrap"])
+def test_a_root_input_may_be_read_and_other_root_files_may_not(
+    runner: Runner, place: Path, backend: str
+) -> None:
+    ws = place / "ws"
+    write_files(
+        ws,
+        {
+            "pyproject.toml": (
+                '[tool.vx]\nmembers = ["packages/*"]\n\n[tool.vx.sandbox]\n'
+                f'mode = "required"\nbackend = "{backend}"\n'
+            ),
+            "ruff.toml": "line-length = 100\n",
+            "other.cfg": "undeclared\n",
+            "packages/app/pyproject.toml": (
+                '[project]\nname = "app"\n\n[tool.vx.tasks.lint]\n'
+                'cmd = "cat ../../ruff.toml"\ninputs = ["src/**", "//ruff.toml"]\n'
+                '[tool.vx.tasks.peek]\ncmd = "cat ../../other.cfg"\n'
+            ),
+            "packages/app/src/app.py": "",
+        },
+    )
+    runner.chown(place)
+    lint = runner.vx(ws, "run", "lint")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "app#lint: line-length = 100" in lint.stdout
+    peek = runner.vx(ws, "run", "peek")
+    assert peek.returncode != 0
+    file = ws / "packages/app/pyproject.toml"
+    assert (
+        f'read  other.cfg  (set inputs = ["**", "//other.cfg"] in [tool.vx.tasks.peek] of {file})'
+        in peek.stdout
+    ), peek.stdout
+
+
 AUDIT_FILES = {
     "pyproject.toml": '[tool.vx]\nmembers = ["packages/*"]\nglobal_inputs = ["tools/**"]\n',
     "tools/helper.sh": "echo helper\n",
@@ -534,8 +569,7 @@ def test_audit_lists_exactly_the_undeclared_accesses(runner: Runner, place: Path
     assert listed == [
         f'read  packages/app/data/extra.txt  (add "data/extra.txt" to inputs of '
         f"[tool.vx.tasks.build] in {file})",
-        f'read  notes.txt  (add "../../notes.txt" to sandbox.read of [tool.vx.tasks.build] '
-        f"in {file})",
+        f'read  notes.txt  (add "//notes.txt" to inputs of [tool.vx.tasks.build] in {file})',
         f'write packages/app/report.txt  (add "report.txt" to outputs of [tool.vx.tasks.build] '
         f"in {file})",
     ]
@@ -667,7 +701,7 @@ def test_the_example_workspace_runs_confined_and_audit_names_an_added_read(
     report = audit.stdout[audit.stdout.index("sandbox audit:") :]
     assert report.splitlines()[1] == "  acme-core#test", report
     # (the machine may add its own: a ~/.gitconfig a tool manager reads, a plugin's cache)
-    assert '    read  .gitignore  (add "../../.gitignore" to sandbox.read' in report
+    assert '    read  .gitignore  (add "//.gitignore" to inputs of' in report
     confined = ws.run_subprocess("run", "test", "--filter=acme-core", env=env)
     assert confined.exit_code != 0
     assert "read  .gitignore" in confined.stdout

@@ -392,3 +392,26 @@ def test_dry_run_text(ws: VxWorkspace) -> None:
     assert bare.exit_code == 0, bare.output
     assert bare.stdout.startswith("Plan: 4 task(s)")
     assert not list(ws.path.rglob("lint.ran"))
+
+
+def test_a_root_input_change_selects_the_projects_whose_tasks_read_it(
+    vx_workspace: Make,
+) -> None:
+    tools = project(TOOLS, build=False)
+    tools["tool"]["vx"]["tasks"]["lint"]["inputs"] = ["**", "//ruff.toml"]
+    ws = vx_workspace(
+        {
+            "pyproject.toml": {"tool": {"vx": {"members": ["packages/*"]}}},
+            "ruff.toml": "line-length = 100\n",
+            "notes.txt": "not an input\n",
+            "packages/core/pyproject.toml": project(CORE),
+            "packages/tools/pyproject.toml": tools,
+            ".gitignore": ".vx/\n",
+        }
+    )
+    git(ws, "init", "-q")
+    commit(ws, "initial")
+    (ws.path / "notes.txt").write_text("changed\n")
+    assert selected(ws, "[HEAD]") == set()
+    (ws.path / "ruff.toml").write_text("line-length = 120\n")
+    assert selected(ws, "[HEAD]") == {TOOLS}

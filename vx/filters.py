@@ -163,7 +163,26 @@ def _changed_projects(workspace: Workspace, revisions: str, text: str) -> set[st
         project = workspace.project_for_path(path.resolve() if path.exists() else path)
         if project is not None and not _is_output(project, path):
             projects.add(project.name)
+        if project is None or project.relpath == ".":
+            projects.update(_root_input_users(workspace, path))
     return projects
+
+
+def _root_input_users(workspace: Workspace, path: Path) -> set[str]:
+    """Projects with a task whose ``//`` inputs match ``path`` (a file of the root)."""
+    from vx.globs import globs
+
+    try:
+        relative = path.relative_to(workspace.root).as_posix()
+    except ValueError:
+        return set()
+    return {
+        project.name
+        for project in workspace.projects.values()
+        for task in project.tasks.values()
+        if (rooted := tuple(p[2:] for p in task.inputs or () if p.startswith("//")))
+        and globs(rooted).match(relative)
+    }
 
 
 def _is_output(project: Project, path: Path) -> bool:

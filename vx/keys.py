@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from vx.graph import Task, TaskGraph
     from vx.workspace import Project
 
-__all__ = ["CACHE_FORMAT", "KeyBuilder", "manifest_key"]
+__all__ = ["CACHE_FORMAT", "ROOT_INPUT", "KeyBuilder", "manifest_key"]
 
 #: Bump when the manifest layout or artifact format changes: every key changes with it.
 CACHE_FORMAT = 2
@@ -40,6 +40,10 @@ def manifest_key(manifest: Mapping[str, Any]) -> str:
     inputs: Mapping[str, str] = manifest["inputs"]
     hasher.update("".join(f"\n{path}\0{inputs[path]}" for path in sorted(inputs)).encode())
     return hasher.hexdigest()
+
+
+#: The prefix of an input glob relative to the workspace root (``//pyproject.toml``).
+ROOT_INPUT = "//"
 
 
 def _relative_cwd(task: Task) -> str:
@@ -180,12 +184,14 @@ class KeyBuilder:
         project = task.project
         own: tuple[str, ...] | None = None
         upstream: list[str] = []
+        rooted: tuple[str, ...] = ()
         if definition.inputs is None:
             excluded = tuple(o for t in project.tasks.values() for o in t.outputs)
         else:
             excluded = definition.outputs
             upstream = [p[1:] for p in definition.inputs if p.startswith("^")]
-            own = tuple(p for p in definition.inputs if not p.startswith("^"))
+            rooted = tuple(p[2:] for p in definition.inputs if p.startswith(ROOT_INPUT))
+            own = tuple(p for p in definition.inputs if not p.startswith(("^", ROOT_INPUT)))
         memo = (project.name, own, excluded)
         paths = self._own_inputs.get(memo)
         if paths is None:
@@ -198,13 +204,29 @@ class KeyBuilder:
                 files = [name for name in files if not outputs.match(name)]
             prefix = _prefix(project)
             paths = self._own_inputs[memo] = [prefix + name for name in files]
-        if upstream:
+        if upstream or rooted:
             paths = list(paths)  # the memoized list is shared: extend a copy
+        if upstream:
             patterns = tuple(upstream)
             for dependency in self._transitive_projects(project):
                 dep_prefix = _prefix(dependency)
                 paths.extend(dep_prefix + n for n in self._matching(dependency, patterns, task))
+        if rooted:
+            paths.extend(self._root_files(rooted))
         return paths
+
+    def _root_files(self, patterns: tuple[str, ...]) -> list[str]:
+        """Files of the workspace root outside member projects matching ``patterns`` (the
+        ``//`` inputs, root-relative; memoized)."""
+        memo = ("//", patterns)
+        found = self._selected.get(memo)
+        if found is None:
+            root_project = next(
+                (p for p in self.workspace.projects.values() if p.relpath == "."), None
+            )
+            found = globs(patterns).filter(self.lister.files(root_project or self._root_project()))
+            self._selected[memo] = found
+        return found
 
     def _transitive_projects(self, project: Project) -> list[Project]:
         seen: dict[str, Project] = {}

@@ -116,6 +116,10 @@ class Policy:
     upstream: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     root: str = ""
     global_inputs: tuple[str, ...] = ()
+    root_inputs: tuple[str, ...] = ()
+    """The task's ``//`` inputs (root-relative, without the prefix)."""
+    member_dirs: tuple[str, ...] = ()
+    """Every member project's directory (a root file is in none of them)."""
     dependency_outputs: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     toolchain: list[str] = field(default_factory=list)
     extra_read: list[str] = field(default_factory=list)
@@ -139,7 +143,7 @@ class Policy:
             if relative is not None and _matches(patterns, relative):
                 return True
         relative = _inside(path, self.root)
-        return relative is not None and _matches(self.global_inputs, relative)
+        return relative is not None and _matches((*self.global_inputs, *self.root_inputs), relative)
 
     def may_write(self, path: str) -> bool:
         """Whether the declarations allow writing ``path`` (absolute, resolved)."""
@@ -243,10 +247,12 @@ def build_policy(
         tmp_base=tmp_base,
         own_inputs=None
         if definition.inputs is None
-        else tuple(p for p in definition.inputs if not p.startswith("^")),
+        else tuple(p for p in definition.inputs if not p.startswith(("^", "//"))),
+        root_inputs=tuple(p[2:] for p in definition.inputs or () if p.startswith("//")),
         own_outputs=tuple(definition.outputs),
         root=workspace_root,
         toolchain=_toolchain(env),
+        member_dirs=tuple(str(p.path) for p in workspace.projects.values() if p.relpath != "."),
     )
     # Reads: inputs, ^inputs of every dependency project, global inputs, dependency outputs.
     if policy.own_inputs is None:
@@ -260,7 +266,7 @@ def build_policy(
             policy.upstream.append((directory, upstream))
             policy.read.extend(_areas(directory, upstream))
     policy.global_inputs = tuple(workspace.global_inputs)
-    policy.read.extend(_areas(workspace_root, policy.global_inputs))
+    policy.read.extend(_areas(workspace_root, (*policy.global_inputs, *policy.root_inputs)))
     for dependency in _dependency_tasks(task, graph):
         if dependency.definition.outputs:
             directory = str(dependency.project.path)

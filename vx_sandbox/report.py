@@ -59,18 +59,30 @@ def _fix(policy: Policy, task_name: str, kind: str, path: str, file: str) -> str
     if kind == "write":
         if inside_project:
             return f'add "{relative}" to outputs of {key} in {file}'
-        return f'add "{_extra_path(path, policy)}" to sandbox.write of {key} in {file}'
+        return f'add "{_write_area(path, policy)}" to sandbox.write of {key} in {file}'
     if inside_project:
         return f'add "{relative}" to inputs of {key} in {file}'
     if path.startswith(policy.root.rstrip("/") + "/"):
+        in_git = path.startswith(os.path.join(policy.root, ".git") + "/")
+        if not in_git and not any(path.startswith(d.rstrip("/") + "/") for d in policy.member_dirs):
+            # A root file (shared tool configuration ...): an input, so that it is in the key.
+            rooted = "//" + os.path.relpath(path, policy.root)
+            if policy.own_inputs is None:  # inputs unset: keep the whole project
+                return f'set inputs = ["**", "{rooted}"] in {key} of {file}'
+            return f'add "{rooted}" to inputs of {key} in {file}'
         return f'add "{relative}" to sandbox.read of {key} in {file}'
     return f'add "{path}" to read of [tool.vx.sandbox]'
 
 
-def _extra_path(path: str, policy: Policy) -> str:
-    if path.startswith(policy.root.rstrip("/") + "/"):
-        return os.path.relpath(path, policy.project_dir)
-    return path
+def _write_area(path: str, policy: Policy) -> str:
+    """Where a write outside the project should be allowed: below the workspace root, the
+    top directory it went to (a tool cache such as ``.ruff_cache`` writes ever new names)."""
+    if not path.startswith(policy.root.rstrip("/") + "/"):
+        return path
+    if any(path.startswith(d.rstrip("/") + "/") for d in policy.member_dirs):
+        return os.path.relpath(path, policy.project_dir)  # another project's file: just it
+    top = os.path.join(policy.root, os.path.relpath(path, policy.root).split(os.sep)[0])
+    return os.path.relpath(top if os.path.isdir(top) else path, policy.project_dir)
 
 
 def _resolved(path: str) -> str:

@@ -311,7 +311,7 @@ def propose(root: Path) -> Proposal:
         ):
             proposal.notes.extend(notes)
             offer.add(found, source)
-        templates = sources.tool_templates(directory, data, root_data, uv=uv)
+        templates = sources.tool_templates(directory, data, root_data, uv=uv, root=root)
         for name, template in templates.items():
             if name not in offer.existing and name not in tasks:
                 tasks[name] = ("tool", template)

@@ -273,9 +273,15 @@ IMPORTING_INPUTS = ["**", "^**/*.py", "^pyproject.toml"]
 
 
 def tool_templates(
-    directory: Path, data: dict[str, Any], root_data: dict[str, Any], *, uv: bool
+    directory: Path,
+    data: dict[str, Any],
+    root_data: dict[str, Any],
+    *,
+    uv: bool,
+    root: Path | None = None,
 ) -> dict[str, Table]:
-    """Templates for the tools a project's configuration (or the root's) mentions."""
+    """Templates for the tools a project's configuration (or the root's) mentions. A tool
+    configured at the workspace ``root`` only gets that configuration as ``//`` inputs."""
     deps = dependency_names(data) | dependency_names(root_data)
 
     def configured(*tool: str) -> bool:
@@ -284,6 +290,23 @@ def tool_templates(
     def has_file(*names: str) -> bool:
         return any((directory / name).exists() for name in names)
 
+    def root_config(tool: str, *files: str) -> list[str]:
+        """The root files configuring ``tool`` when the project has no configuration of
+        its own (the tools read the nearest one up the tree)."""
+        if root is None:
+            return []
+        own = _tool(data, tool)
+        if own is not None or has_file(*files):
+            # Its own configuration, which may extend a root one (ruff's ``extend``).
+            extend = own.get("extend") if isinstance(own, dict) else None
+            if isinstance(extend, str) and not extend.startswith("~"):
+                target = (directory / extend).resolve()
+                if target.parent == root.resolve():
+                    return [f"//{target.name}"]
+            return []
+        found = ["//pyproject.toml"] if _tool(root_data, tool) is not None else []
+        return found + [f"//{name}" for name in files if (root / name).exists()]
+
     found: dict[str, Table] = {}
     has_tests = has_file("tests", "test", "conftest.py", "pytest.ini")
     # Only the project's own pytest configuration: a root [tool.pytest] configures the root's
@@ -291,12 +314,15 @@ def tool_templates(
     if has_tests or _tool(data, "pytest") is not None:
         found["test"] = {"cmd": "python -m pytest -q", "inputs": IMPORTING_INPUTS}
     if configured("ruff") or has_file("ruff.toml", ".ruff.toml") or "ruff" in deps:
-        found["lint"] = {"cmd": "ruff check ."}
+        shared = root_config("ruff", "ruff.toml", ".ruff.toml")
+        found["lint"] = {"cmd": "ruff check .", **({"inputs": ["**", *shared]} if shared else {})}
     if configured("mypy") or has_file("mypy.ini", ".mypy.ini") or "mypy" in deps:
-        found["typecheck"] = {"cmd": "mypy .", "inputs": IMPORTING_INPUTS}
+        shared = root_config("mypy", "mypy.ini", ".mypy.ini")
+        found["typecheck"] = {"cmd": "mypy .", "inputs": IMPORTING_INPUTS + shared}
     elif configured("basedpyright") or configured("pyright") or has_file("pyrightconfig.json"):
         tool = "basedpyright" if "basedpyright" in deps or configured("basedpyright") else "pyright"
-        found["typecheck"] = {"cmd": tool, "inputs": IMPORTING_INPUTS}
+        shared = root_config(tool, "pyrightconfig.json")
+        found["typecheck"] = {"cmd": tool, "inputs": IMPORTING_INPUTS + shared}
     build_system = data.get("build-system")
     if isinstance(build_system, dict) and build_system.get("build-backend"):
         command = "uv build --wheel --out-dir dist" if uv else "python -m build --wheel"
