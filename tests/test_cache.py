@@ -413,6 +413,7 @@ def test_dry_run_predicts_the_real_runs_hits(vx_workspace: Make) -> None:
 
     (ws.path / "packages/api/src/a.txt").write_text("api changed\n")
     (ws.path / "packages/other/src/new.txt").write_text("new\n")
+    set_accessed(ws.path / ".vx/cache", "core#build", time.time() - 3600)  # (minute resolution)
     rows_before = {row["task_id"]: row["accessed_at"] for row in index_rows(ws.path / ".vx/cache")}
     predicted = dry_run(ws, "build", "test")
     rows_after = {row["task_id"]: row["accessed_at"] for row in index_rows(ws.path / ".vx/cache")}
@@ -1318,3 +1319,22 @@ def test_root_inputs_put_a_shared_root_file_in_one_tasks_key(vx_workspace: Make)
     assert ws.run("run", "lint").outcomes == {"a#lint": "cached"}  # the first key again
     ws.write({"packages/a/src.txt": "b\n"})  # "**" still covers the project's own files
     assert ws.run("run", "lint").outcomes == {"a#lint": "success"}
+
+
+def test_warm_reruns_do_not_rewrite_access_times_within_a_minute(vx_workspace: Make) -> None:
+    ws = vx_workspace(
+        {
+            "pyproject.toml": ROOT,
+            "packages/a/pyproject.toml": project("a", {"build": {"cmd": "echo built"}}),
+        }
+    )
+    cache_dir = ws.path / ".vx/cache"
+    assert ws.run("run", "build").outcomes == {"a#build": "success"}
+    set_accessed(cache_dir, "a#build", time.time() - 30)
+    before = {r["task_id"]: r["accessed_at"] for r in index_rows(cache_dir)}["a#build"]
+    assert ws.run("run", "build").outcomes == {"a#build": "cached"}
+    assert {r["task_id"]: r["accessed_at"] for r in index_rows(cache_dir)}["a#build"] == before
+    set_accessed(cache_dir, "a#build", time.time() - 120)
+    assert ws.run("run", "build").outcomes == {"a#build": "cached"}
+    after = {r["task_id"]: r["accessed_at"] for r in index_rows(cache_dir)}["a#build"]
+    assert after > time.time() - 60

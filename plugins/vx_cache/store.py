@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 """
 
+#: Seconds within which a hit does not write an entry's ``accessed_at`` again.
+ACCESS_RESOLUTION = 60.0
 
 _TAG = (
     CACHEDIR_TAG_SIGNATURE + b"\n# This file is a cache directory tag created by vx.\n"
@@ -214,22 +216,28 @@ class LocalCache(CacheLayer):
     def info_many(self, keys: Sequence[str]) -> dict[str, ArtifactInfo]:
         """The output listing and log of every entry among ``keys``, from the index alone."""
         found: dict[str, ArtifactInfo] = {}
+        accessed: dict[str, float] = {}
         wanted = list(dict.fromkeys(keys))
         with self._connect() as db:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 rows = db.execute(
-                    "SELECT key, info, log, duration_ms FROM entries WHERE info IS NOT NULL "
-                    f"AND key IN ({','.join('?' * len(chunk))})",
+                    "SELECT key, info, log, duration_ms, accessed_at FROM entries "
+                    f"WHERE info IS NOT NULL AND key IN ({','.join('?' * len(chunk))})",
                     chunk,
                 ).fetchall()
-                for key, info, log, duration_ms in rows:
+                for key, info, log, duration_ms, accessed_at in rows:
                     try:
                         found[key] = ArtifactInfo(json.loads(info), _unpack_log(log), duration_ms)
                     except ValueError:
                         continue
+                    accessed[key] = accessed_at
+        # A warm run hits the same entries again and again: their use is written at most
+        # once per ACCESS_RESOLUTION (plenty for least-recently-used pruning).
         now = time.time()
-        self._touched.update(dict.fromkeys(found, now))
+        self._touched.update(
+            (key, now) for key in found if now - accessed[key] >= ACCESS_RESOLUTION
+        )
         return found
 
     def delete(self, key: str) -> None:
