@@ -138,6 +138,24 @@ def test_an_unreadable_workspace_cache_is_rebuilt(vx_workspace: Make) -> None:
     assert ws.run("run", "build").outcomes == {"core#build": "cached", "app#build": "cached"}
 
 
+def test_a_copied_checkout_never_uses_the_originals_workspace(
+    vx_workspace: Make, tmp_path: Path
+) -> None:
+    """A copy made with its .vx (cp -r, a CI cache restored elsewhere) runs in the copy."""
+    import shutil
+
+    ws = vx_workspace(FILES)
+    assert ws.run_subprocess("run", "build").exit_code == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(ws.path, copy, symlinks=True)
+    shutil.rmtree(ws.path / "packages/core/dist")
+    (copy / "packages/core/src/a.py").write_text("A = 2\n")
+    result = VxWorkspace(copy).run_subprocess("run", "build")
+    assert result.exit_code == 0, result.output
+    assert (copy / "packages/core/dist/a.py").read_text() == "A = 2\n"
+    assert not (ws.path / "packages/core/dist").exists()  # the original was not touched
+
+
 def test_an_edited_root_pyproject_is_read_again(vx_workspace: Make) -> None:
     ws = vx_workspace(FILES)
     assert ws.run_subprocess("run", "build").exit_code == 0

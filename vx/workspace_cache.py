@@ -85,7 +85,9 @@ class WorkspaceCache:
         env = sorted(
             (k, v) for k, v in os.environ.items() if k.startswith("VX_") and k not in _IGNORED_ENV
         )
-        digest = blake3.blake3(repr((sorted(plugins), env, _layout())).encode()).hexdigest()
+        # The root itself: a copied checkout (with its .vx) must not load the original's.
+        key = (str(root.resolve()), sorted(plugins), env, _layout())
+        digest = blake3.blake3(repr(key).encode()).hexdigest()
         self.signature = (_FORMAT, __version__, sys.version_info[:2], digest)
 
     def load(self) -> tuple[Workspace, Any] | None:
