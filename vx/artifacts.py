@@ -301,13 +301,20 @@ def _parse_meta(tar: tarfile.TarFile, member: tarfile.TarInfo, compressed: int) 
     return meta
 
 
-def unpack(data: bytes, task: Task, root: Path, staging_parent: Path) -> Restored:
-    """Validate the archive and restore the task's outputs; returns the metadata and log."""
+def unpack(
+    data: bytes,
+    task: Task,
+    root: Path,
+    staging_parent: Path,
+    meta: dict[str, Any] | None = None,
+) -> Restored:
+    """Validate the archive and restore the task's outputs; returns the metadata and log.
+    ``meta``: what :func:`read_meta` returned for the same ``data`` (not parsed again)."""
     import zstandard
 
     staging = _Staging(staging_parent)
     try:
-        return _unpack(data, task, root, staging)
+        return _unpack(data, task, root, staging, meta)
     except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
         # tarfile's own "data" filter, a stream error while reading a member, a failed rename.
         raise ArtifactError(f"corrupt or hostile archive: {type(exc).__name__}: {exc}") from None
@@ -364,7 +371,9 @@ class _Staging:
         shutil.rmtree(self._path, ignore_errors=True)
 
 
-def _unpack(data: bytes, task: Task, root: Path, staging: _Staging) -> Restored:
+def _unpack(
+    data: bytes, task: Task, root: Path, staging: _Staging, known: dict[str, Any] | None
+) -> Restored:
     spec = output_globs(task)
     project = task.project.path
     project_rel = "" if project == root else project.relative_to(root).as_posix() + "/"
@@ -376,7 +385,10 @@ def _unpack(data: bytes, task: Task, root: Path, staging: _Staging) -> Restored:
     """Staged by _write_member (permission bits and mtime already recorded ones)."""
     for bounded, tar, member in _members(data):
         if meta is None:
-            meta = _parse_meta(tar, member, len(data))
+            if known is not None and member.name == META_NAME and member.isfile():
+                meta = known
+            else:
+                meta = _parse_meta(tar, member, len(data))
             members = len(meta.get("outputs", {})) + 2
             bounded.limit = member.size + meta["expanded_size"] + members * 8192 + _SLACK
             if outputs_current(task, root, meta):
