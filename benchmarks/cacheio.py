@@ -57,6 +57,7 @@ def timed(
     argv: list[str], cwd: Path, env: dict[str, str] | None = None, shell: bool = False
 ) -> float:
     start = time.perf_counter()
+    before = os.times()
     completed = subprocess.run(
         argv if not shell else argv[0],
         cwd=cwd,
@@ -65,8 +66,12 @@ def timed(
         shell=shell,
     )
     elapsed = time.perf_counter() - start
-    global last_output
+    after = os.times()
+    global last_output, last_cpu
     last_output = completed.stdout.decode(errors="replace")
+    last_cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
     if completed.returncode != 0:
         raise RuntimeError(
             f"{argv} exited {completed.returncode} in {cwd}:\n"
@@ -77,6 +82,9 @@ def timed(
 
 last_output = ""
 """Standard output of the last :func:`timed` command."""
+last_cpu = 0.0
+"""CPU seconds (user + system, every process of the command) of the last :func:`timed`
+command: steadier than wall time on a shared machine."""
 
 CACHED = re.compile(r"Cached:\s+(\d+) cached, (\d+) total")
 
@@ -202,11 +210,13 @@ def remote(sizes: list[int], reps: int, workdir: Path) -> dict[str, object]:
                 expected[tool] = tree_digest(repos[tool], "packages/*/dist/**/*")
                 assert len(expected[tool]) == projects, f"{tool}: {len(expected[tool])} outputs"
             samples: dict[str, list[float]] = {"vx": [], "turbo": []}
+            cpu: dict[str, list[float]] = {"vx": [], "turbo": []}
             os.sync()
             for rep in range(reps):
                 for tool in ("vx", "turbo") if rep % 2 == 0 else ("turbo", "vx"):
                     wipe(tool)
                     samples[tool].append(timed(argv[tool], repos[tool], envs[tool]))
+                    cpu[tool].append(last_cpu)
                     if not all_cached(last_output):
                         sys.exit(f"{tool}: not every task was a cache hit:\n{last_output[-800:]}")
                     got = tree_digest(repos[tool], "packages/*/dist/**/*")
@@ -215,12 +225,21 @@ def remote(sizes: list[int], reps: int, workdir: Path) -> dict[str, object]:
             # Every task was a hit: a run with remote reads off would have had to execute.
             stats = {tool: summary(values) for tool, values in samples.items()}
             ratio = stats["vx"]["median"] / stats["turbo"]["median"]
+            cpu_stats = {tool: summary(values) for tool, values in cpu.items()}
             print(
                 f"remote-fresh N={projects}: vx {fmt(stats['vx'])}  turbo {fmt(stats['turbo'])}"
-                f"  vx/turbo {ratio:.2f}",
+                f"  vx/turbo {ratio:.2f}; CPU (user+sys) vx {fmt(cpu_stats['vx'])}"
+                f" turbo {fmt(cpu_stats['turbo'])}; load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
-            results[str(projects)] = {"samples": samples, "stats": stats, "ratio": ratio}
+            results[str(projects)] = {
+                "samples": samples,
+                "stats": stats,
+                "ratio": ratio,
+                "cpu_samples": cpu,
+                "cpu_stats": cpu_stats,
+                "load": os.getloadavg()[0],
+            }
     finally:
         server.stop()
     return results
@@ -275,6 +294,7 @@ def big(reps: int, workdir: Path, trees: list[str]) -> dict[str, object]:
         samples: dict[str, list[float]] = {
             k: [] for k in ("vx save", "tar|zstd", "vx restore", "zstd|tar")
         }
+        cpu: dict[str, list[float]] = {k: [] for k in samples}
 
         def place(workspace: Path = workspace, pristine: Path = pristine) -> None:
             shutil.rmtree(workspace / "out", ignore_errors=True)
@@ -289,6 +309,7 @@ def big(reps: int, workdir: Path, trees: list[str]) -> dict[str, object]:
                 if which == "vx":
                     place()
                     samples["vx save"].append(timed([*vx, "--force"], workspace))
+                    cpu["vx save"].append(last_cpu)
                 else:
                     os.sync()
                     samples["tar|zstd"].append(
@@ -296,6 +317,7 @@ def big(reps: int, workdir: Path, trees: list[str]) -> dict[str, object]:
                             [f"tar -cf - out | zstd -q -3 -T0 > {archive}"], workspace, shell=True
                         )
                     )
+                    cpu["tar|zstd"].append(last_cpu)
             stored = next((workspace / ".vx" / "cache" / "artifacts").glob("*/*.tar.zst"))
             extract = workdir / "extract"
             for which in order:
@@ -303,6 +325,7 @@ def big(reps: int, workdir: Path, trees: list[str]) -> dict[str, object]:
                     shutil.rmtree(workspace / "out")
                     os.sync()
                     samples["vx restore"].append(timed(vx, workspace))
+                    cpu["vx restore"].append(last_cpu)
                     if tree_digest(workspace, "out/**/*") != expected:
                         sys.exit(f"{name}: vx restored a different tree")
                 else:
@@ -312,18 +335,25 @@ def big(reps: int, workdir: Path, trees: list[str]) -> dict[str, object]:
                     samples["zstd|tar"].append(
                         timed([f"zstd -q -dc -T0 {stored} | tar -x"], extract, shell=True)
                     )
+                    cpu["zstd|tar"].append(last_cpu)
         stats = {key: summary(values) for key, values in samples.items()}
         save_ratio = stats["tar|zstd"]["median"] / stats["vx save"]["median"]
         restore_ratio = stats["zstd|tar"]["median"] / stats["vx restore"]["median"]
+        cpu_stats = {key: summary(values) for key, values in cpu.items()}
         print(
             f"big {name}: save vx {fmt(stats['vx save'])} tar|zstd {fmt(stats['tar|zstd'])} "
             f"throughput {save_ratio:.2f}x; restore vx {fmt(stats['vx restore'])} "
-            f"zstd|tar {fmt(stats['zstd|tar'])} throughput {restore_ratio:.2f}x",
+            f"zstd|tar {fmt(stats['zstd|tar'])} throughput {restore_ratio:.2f}x; CPU (user+sys) "
+            + ", ".join(f"{key} {fmt(value)}" for key, value in cpu_stats.items())
+            + f"; load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
         results[name] = {
             "samples": samples,
             "stats": stats,
+            "cpu_samples": cpu,
+            "cpu_stats": cpu_stats,
+            "load": os.getloadavg()[0],
             "save_throughput_vs_pipeline": save_ratio,
             "restore_throughput_vs_pipeline": restore_ratio,
         }

@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from vx.globs import GlobSet
 from vx.keys import CACHE_FORMAT
-from vx.outputs import Restored, file_digest, output_files, output_globs, outputs_current
+from vx.outputs import Restored, output_files, output_globs, output_paths, outputs_current
 from vx.statedir import make_dirs
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ __all__ = ["ArtifactError", "Restored", "pack", "read_meta", "unpack"]
 
 META_NAME = ".vx-artifact/meta.json"
 LOG_NAME = ".vx-artifact/log"
+#: The last member: output path -> blake3 digest of every regular file.
+DIGESTS_NAME = ".vx-artifact/digests.json"
 #: Largest accepted metadata member.
 _META_LIMIT = 64 << 20
 #: Largest accepted ratio between expanded and compressed size (zip-bomb guard): zstd's own
@@ -46,54 +48,106 @@ _SLACK = 1 << 20
 _THREADED_FROM = 4 << 20
 #: Chunk size of the copies into staged files and of the decompressed stream.
 _COPY_BUFFER = 1 << 20
+_BLOCK = 512
+_ZEROS = bytes(2 * _BLOCK)
+#: A ustar header after its link name: magic, version, empty owner names, device numbers 0,
+#: empty prefix, padding.
+_USTAR_TAIL = b"ustar\x0000" + bytes(64) + b"0000000\x000000000\x00" + bytes(167)
 
 
 class ArtifactError(Exception):
     """The archive is corrupt, truncated or hostile."""
 
 
-def _describe(path: Path) -> dict[str, Any]:
-    st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode):
-        return {"type": "symlink", "target": os.readlink(path)}
-    return {
-        "type": "file",
-        "size": st.st_size,
-        "mtime_ns": st.st_mtime_ns,
-        "mode": stat.S_IMODE(st.st_mode),
-        "digest": file_digest(path),
-    }
+def _ustar(name: str, kind: bytes, size: int, mode: int, mtime: int, link: str = "") -> bytes:
+    """The tar header of one member: a plain ustar block when every field fits (no owner
+    names or ids: a restore never sets owners), else tarfile's pax form of it."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    target = link.encode("utf-8", "surrogateescape")
+    if (
+        len(encoded) > 100
+        or len(target) > 100
+        or not (encoded.isascii() and target.isascii())
+        or size >= 8**11
+        or not 0 <= mtime < 8**11
+    ):
+        info = tarfile.TarInfo(name)
+        info.type, info.size, info.mode, info.mtime, info.linkname = kind, size, mode, mtime, link
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    head = b"%s%07o\x000000000\x000000000\x00%011o\x00%011o\x00" % (
+        encoded.ljust(100, b"\0"),
+        mode,
+        size,
+        mtime,
+    )
+    tail = kind + target.ljust(100, b"\0") + _USTAR_TAIL
+    return b"%s%06o\x00 %s" % (head, sum(head) + sum(tail) + 256, tail)
 
 
-def _add_output(
-    tar: tarfile.TarFile,
-    path: Path,
-    name: str,
-    entry: dict[str, Any],
-    inodes: dict[tuple[int, int], str],
-) -> None:
-    """Add one output from its recorded listing (no owner lookups: a restore never sets
-    owners); a file hardlinked to an earlier output is added as a link to it."""
-    info = tarfile.TarInfo(name)
-    if entry["type"] == "symlink":
-        info.type = tarfile.SYMTYPE
-        info.linkname = entry["target"]
-        tar.addfile(info)
-        return
-    st = os.lstat(path)
-    if st.st_nlink > 1:
-        first = inodes.setdefault((st.st_dev, st.st_ino), name)
-        if first != name:
-            info.type = tarfile.LNKTYPE
-            info.linkname = first
-            info.mode = entry["mode"]
-            tar.addfile(info)
-            return
-    info.size = entry["size"]
-    info.mode = entry["mode"]
-    info.mtime = entry["mtime_ns"] // 1_000_000_000
-    with open(path, "rb") as handle:
-        tar.addfile(info, handle)
+class _TarWriter:
+    """Writes a tar stream in big writes: small members are gathered into one buffer, big
+    files are copied in ``_COPY_BUFFER`` chunks (each one hashed as it passes)."""
+
+    def __init__(self, sink: IO[bytes]) -> None:
+        self.sink = sink
+        self.parts: list[bytes] = []
+        self.pending = 0
+
+    def _add(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.pending += len(data)
+        if self.pending >= _COPY_BUFFER:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            self.sink.write(b"".join(self.parts))
+            self.parts.clear()
+            self.pending = 0
+
+    def add_bytes(self, name: str, data: bytes, mode: int = 0o644, mtime: int = 0) -> None:
+        self._add(_ustar(name, tarfile.REGTYPE, len(data), mode, mtime))
+        self._add(data)
+        self._add(_ZEROS[: -len(data) % _BLOCK])
+
+    def add_link(self, name: str, kind: bytes, target: str, mode: int) -> None:
+        self._add(_ustar(name, kind, 0, mode, 0, target))
+
+    def add_file(self, path: str, name: str, size: int, mode: int, mtime: int) -> str:
+        """Add the file at ``path`` (exactly ``size`` bytes, as listed); returns its digest."""
+        import blake3
+
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            if size < _COPY_BUFFER:
+                data = os.read(fd, size + 1)
+                if len(data) != size:
+                    data += os.read(fd, size + 1 - len(data))
+                if len(data) != size:
+                    raise OSError(f"{name} changed while it was archived")
+                self.add_bytes(name, data, mode, mtime)
+                return blake3.blake3(data).hexdigest()
+            self._add(_ustar(name, tarfile.REGTYPE, size, mode, mtime))
+            self.flush()
+            hasher = blake3.blake3()
+            left = size
+            while left > 0:
+                chunk = os.read(fd, min(left, _COPY_BUFFER))
+                if not chunk:
+                    raise OSError(f"{name} changed while it was archived")
+                hasher.update(chunk)
+                self.sink.write(chunk)
+                left -= len(chunk)
+            if os.read(fd, 1):
+                raise OSError(f"{name} changed while it was archived")
+            self._add(_ZEROS[: -size % _BLOCK])
+            return hasher.hexdigest()
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        self._add(_ZEROS[: 2 * _BLOCK])
+        self.flush()
 
 
 def pack(
@@ -106,26 +160,66 @@ def pack(
 ) -> tuple[bytes, dict[str, Any]]:
     """Build the compressed archive of ``task``'s outputs, log and ``meta``; returns it with
     the recorded output listing (path -> type, size, mtime, mode, digest). ``ignored``:
-    workspace-relative paths (files or directories) a tool said are not results."""
+    workspace-relative paths (files or directories) a tool said are not results.
+
+    One pass over the tree: the listing at the head of the archive comes from ``lstat``
+    alone, and each file's digest is taken while it is read into the stream; the digests
+    follow the outputs as the last member (``.vx-artifact/digests.json``)."""
     import zstandard
 
-    names = (path.relative_to(root).as_posix() for path in output_files(task))
-    outputs = {name: _describe(root / name) for name in names if not _ignored(name, ignored)}
+    cut = len(str(root)) + 1
+    outputs: dict[str, Any] = {}
+    files: list[tuple[str, str, os.stat_result]] = []
+    for path in output_paths(task):
+        name = path[cut:]
+        if _ignored(name, ignored):
+            continue
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            outputs[name] = {"type": "symlink", "target": os.readlink(path)}
+            continue
+        mode = stat.S_IMODE(st.st_mode)
+        outputs[name] = {
+            "type": "file",
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "mode": mode,
+        }
+        files.append((path, name, st))
     expanded = sum(entry.get("size", 0) for entry in outputs.values()) + len(log)
     meta = {**meta, "format": CACHE_FORMAT, "outputs": outputs, "expanded_size": expanded}
     raw = io.BytesIO()
     # zstd's own worker threads for anything big (compression then overlaps reading).
     threads = -1 if expanded > _THREADED_FROM else 0
     compressor = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=threads)
-    with (
-        compressor.stream_writer(raw, closefd=False) as writer,
-        tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar,
-    ):
-        _add_bytes(tar, META_NAME, json.dumps(meta, sort_keys=True).encode())
-        _add_bytes(tar, LOG_NAME, log)
+    digests: dict[str, str] = {}
+    with compressor.stream_writer(raw, closefd=False) as writer:
+        tar = _TarWriter(writer)
+        tar.add_bytes(META_NAME, json.dumps(meta, sort_keys=True).encode())
+        tar.add_bytes(LOG_NAME, log)
+        # Regular files first, then hardlinks to them, then symlinks: a restore streams
+        # every file before the first link into place itself.
         inodes: dict[tuple[int, int], str] = {}
+        hardlinks: list[tuple[str, str]] = []
+        for path, name, st in files:
+            if st.st_nlink > 1:
+                first = inodes.setdefault((st.st_dev, st.st_ino), name)
+                if first != name:
+                    hardlinks.append((name, first))
+                    continue
+            digests[name] = tar.add_file(
+                path, name, st.st_size, outputs[name]["mode"], st.st_mtime_ns // 1_000_000_000
+            )
+        for name, first in hardlinks:
+            tar.add_link(name, tarfile.LNKTYPE, first, outputs[name]["mode"])
+            digests[name] = digests[first]
         for name, entry in outputs.items():
-            _add_output(tar, root / name, name, entry, inodes)
+            if entry["type"] == "symlink":
+                tar.add_link(name, tarfile.SYMTYPE, entry["target"], 0o777)
+        tar.add_bytes(DIGESTS_NAME, json.dumps(digests, sort_keys=True).encode())
+        tar.close()
+    for name, digest in digests.items():
+        outputs[name]["digest"] = digest
     return raw.getvalue(), outputs
 
 
@@ -134,13 +228,6 @@ def _ignored(name: str, ignored: frozenset[str]) -> bool:
         return False
     parts = name.split("/")
     return any("/".join(parts[:end]) in ignored for end in range(1, len(parts) + 1))
-
-
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o644
-    tar.addfile(info, io.BytesIO(data))
 
 
 class _BoundedReader(io.RawIOBase):
@@ -214,13 +301,20 @@ def _parse_meta(tar: tarfile.TarFile, member: tarfile.TarInfo, compressed: int) 
     return meta
 
 
-def unpack(data: bytes, task: Task, root: Path, staging_parent: Path) -> Restored:
-    """Validate the archive and restore the task's outputs; returns the metadata and log."""
+def unpack(
+    data: bytes,
+    task: Task,
+    root: Path,
+    staging_parent: Path,
+    meta: dict[str, Any] | None = None,
+) -> Restored:
+    """Validate the archive and restore the task's outputs; returns the metadata and log.
+    ``meta``: what :func:`read_meta` returned for the same ``data`` (not parsed again)."""
     import zstandard
 
     staging = _Staging(staging_parent)
     try:
-        return _unpack(data, task, root, staging)
+        return _unpack(data, task, root, staging, meta)
     except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
         # tarfile's own "data" filter, a stream error while reading a member, a failed rename.
         raise ArtifactError(f"corrupt or hostile archive: {type(exc).__name__}: {exc}") from None
@@ -277,7 +371,9 @@ class _Staging:
         shutil.rmtree(self._path, ignore_errors=True)
 
 
-def _unpack(data: bytes, task: Task, root: Path, staging: _Staging) -> Restored:
+def _unpack(
+    data: bytes, task: Task, root: Path, staging: _Staging, known: dict[str, Any] | None
+) -> Restored:
     spec = output_globs(task)
     project = task.project.path
     project_rel = "" if project == root else project.relative_to(root).as_posix() + "/"
@@ -289,23 +385,32 @@ def _unpack(data: bytes, task: Task, root: Path, staging: _Staging) -> Restored:
     """Staged by _write_member (permission bits and mtime already recorded ones)."""
     for bounded, tar, member in _members(data):
         if meta is None:
-            meta = _parse_meta(tar, member, len(data))
+            if known is not None and member.name == META_NAME and member.isfile():
+                meta = known
+            else:
+                meta = _parse_meta(tar, member, len(data))
             members = len(meta.get("outputs", {})) + 2
             bounded.limit = member.size + meta["expanded_size"] + members * 8192 + _SLACK
             if outputs_current(task, root, meta):
-                log = _read_log(tar)
+                log = _read_rest(tar, meta)
                 return Restored(meta, log, extracted=False)
             continue
         if member.name == LOG_NAME and member.isfile():
-            handle = tar.extractfile(member)
-            assert handle is not None
-            log = handle.read()
+            log = _read_member(tar, member)
+            continue
+        if member.name == DIGESTS_NAME and member.isfile():
+            _add_digests(meta, _read_member(tar, member))
             continue
         name = _check_member(member, project_rel, spec, meta)
         if member.isdir():
             continue
         if member.isfile() and not links:
             _write_member(tar, member, staging, name, meta["outputs"][name])
+            written.add(name)
+        elif member.islnk() and not links and member.linkname in written:
+            # A hardlink to a file staged above (which has its mode and mtime already).
+            staged_at = os.path.join(staging.directory_for(name), posixpath.basename(name))
+            os.link(os.path.join(staging.path, member.linkname), staged_at)
             written.add(name)
         else:
             # Links, and everything after the first one (a staged link could redirect a
@@ -361,13 +466,42 @@ def _check_staged_links(
             )
 
 
-def _read_log(tar: tarfile.TarFile) -> bytes:
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = tar.extractfile(member)
+    assert handle is not None
+    return handle.read()
+
+
+def _read_rest(tar: tarfile.TarFile, meta: dict[str, Any]) -> bytes:
+    """The log, and the digests into ``meta``, from the rest of the archive (read, not
+    extracted: the outputs in place are current)."""
+    log = b""
     for member in tar:
         if member.name == LOG_NAME and member.isfile():
-            handle = tar.extractfile(member)
-            assert handle is not None
-            return handle.read()
-    return b""
+            log = _read_member(tar, member)
+        elif member.name == DIGESTS_NAME and member.isfile():
+            _add_digests(meta, _read_member(tar, member))
+    return log
+
+
+def _add_digests(meta: dict[str, Any], data: bytes) -> None:
+    """Put the trailing digests member's digests into the listing of ``meta``."""
+    try:
+        digests = json.loads(data)
+    except ValueError as exc:
+        raise ArtifactError(f"unreadable digests: {exc}") from None
+    if not isinstance(digests, dict):
+        raise ArtifactError("unreadable digests: not a mapping")
+    outputs = meta.get("outputs", {})
+    for name, digest in digests.items():
+        entry = outputs.get(name)
+        if (
+            not isinstance(entry, dict)
+            or entry.get("type") != "file"
+            or not isinstance(digest, str)
+        ):
+            raise ArtifactError(f"digests name {name!r}, which is not one of the archived files")
+        entry["digest"] = digest
 
 
 def _check_member(
@@ -437,7 +571,7 @@ def _install(
         if os.path.isdir(destination) and not os.path.islink(destination):
             shutil.rmtree(destination)
         os.replace(source, destination)
-        if not member.isfile():
+        if member.issym():
             checked.clear()
         elif name not in written:
             # Extracted by tarfile's "data" filter, which drops group/other write bits and

@@ -447,8 +447,8 @@ class TaskCache:
         if artifact is None:
             return None
         found_at = time.monotonic()
-        self._validate(task, artifact.data)
-        restored = unpack(artifact.data, task, self.root, self.vx_dir / "tmp")
+        meta = self._validate(task, artifact.data)
+        restored = unpack(artifact.data, task, self.root, self.vx_dir / "tmp", meta)
         # Here rather than on the event loop's thread (the hit's own save then has nothing
         # left to write).
         self.manifests.save(task.id, key, self.keys.manifests[task.id])

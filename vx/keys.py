@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["CACHE_FORMAT", "ROOT_INPUT", "KeyBuilder", "manifest_key"]
 
 #: Bump when the manifest layout or artifact format changes: every key changes with it.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 
 
 def manifest_key(manifest: Mapping[str, Any]) -> str:
