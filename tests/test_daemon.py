@@ -430,6 +430,6 @@ def test_answers_with_the_server_equal_answers_without_it(
             assert "warning" not in real.stderr, context + real.stderr
             assert _decisions(real.summary) == predicted, context
             served = _status(ws)["served"]
-        assert served > 8  # the dry runs at least were answered by the server
+        assert served >= 8  # every dry run at least was answered by the server
     finally:
         ws.run_subprocess("daemon", "stop")
