@@ -66,6 +66,7 @@ class Server:
         self.listener: socket.socket | None = None
         self.unwanted = False
         self.socket_inode = -1
+        self.check_ms = 0.0
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -159,7 +160,9 @@ class Server:
                 write_frame(connection, {"answer": "fallback", "reason": "unknown request"})
                 return True
             try:
+                began = time.perf_counter()
                 self.check(request.get("client"))
+                self.check_ms = (time.perf_counter() - began) * 1000
             except _Restart as exc:
                 self.log(f"restart: {exc}")
                 write_frame(connection, {"answer": "restart", "reason": str(exc)})
@@ -225,6 +228,7 @@ class Server:
         ):
             write_frame(connection, {"answer": "fallback", "reason": "malformed request"})
             return True
+        begun = time.perf_counter()
         client_path = request["client"]["path"]
         session = serving.Session(lambda: write_frame(connection, {"answer": "serve"}))
         before = set(sys.modules)
@@ -244,13 +248,17 @@ class Server:
         self._after(before)
         if code is None:
             write_frame(connection, {"answer": "fallback", "reason": reason})
-            self.log(f"fallback: {reason}")
+            took = (time.perf_counter() - begun) * 1000
+            self.log(f"fallback after {took:.0f} ms: {reason}")
             return not self.unwanted
         if not session.committed:
             session.commit()
         write_frame(connection, {"answer": "done", "code": code})
         self.served += 1
-        self.log(f"served {' '.join(args)} -> {code}")
+        took = (time.perf_counter() - begun) * 1000
+        self.log(
+            f"served {' '.join(args)} -> {code} in {took:.0f} ms (+{self.check_ms:.1f} ms checks)"
+        )
         return True
 
     def wanted(self, args: list[str]) -> bool:
