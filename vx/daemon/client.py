@@ -315,8 +315,11 @@ def _ask(paths: ServerPaths, args: list[str], cwd: str, started: float) -> int |
         except OSError as exc:
             _warn(f"cannot reach the warm server ({exc}); running without it")
             return None
+        umask = os.umask(0o022)
+        os.umask(umask)
         request = {
             "op": "run",
+            "umask": umask,
             "args": args,
             "cwd": cwd,
             "env": dict(os.environ),

@@ -232,7 +232,9 @@ class Server:
         client_path = request["client"]["path"]
         session = serving.Session(lambda: write_frame(connection, {"answer": "serve"}))
         before = set(sys.modules)
-        with _client_process(env, cwd, fds, streams, session, client_path) as restore:
+        umask = request.get("umask")
+        umask = umask if isinstance(umask, int) else 0o022
+        with _client_process(env, cwd, fds, streams, session, client_path, umask) as restore:
             serving.current = session
             try:
                 _forget_process_state()
@@ -335,7 +337,9 @@ class _client_process(contextlib.AbstractContextManager["_client_process"]):
         streams: list[Any],
         session: serving.Session,
         client_path: list[str],
+        umask: int,
     ) -> None:
+        self.umask = umask
         self.env = {str(k): str(v) for k, v in env.items()}
         self.cwd = cwd
         self.fds = fds
@@ -356,6 +360,7 @@ class _client_process(contextlib.AbstractContextManager["_client_process"]):
         os.environ.clear()
         os.environ.update(self.env)
         os.chdir(self.cwd)
+        self.saved_umask = os.umask(self.umask)
         if self.client_path:
             sys.path[0] = str(self.client_path[0])
         facts = [s if isinstance(s, dict) else {} for s in self.streams]
@@ -399,6 +404,7 @@ class _client_process(contextlib.AbstractContextManager["_client_process"]):
             os.dup2(fd, target)
             os.close(fd)
         os.chdir(self.saved_cwd)
+        os.umask(self.saved_umask)
         os.environ.clear()
         os.environ.update(self.saved_env)
         sys.path[:] = self.saved_path
