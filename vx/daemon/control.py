@@ -17,7 +17,6 @@ from typing import Any
 
 from vx.daemon.client import (
     ServerPaths,
-    _directory,
     _private,
     _server_pid,
     ci_detected,
@@ -28,7 +27,17 @@ from vx.daemon.client import (
 )
 from vx.errors import ConfigError
 
-__all__ = ["ask", "autostart", "configured_mode", "idle_timeout", "start", "stop"]
+__all__ = [
+    "DEFAULT_IDLE_TIMEOUT",
+    "ask",
+    "autostart",
+    "configured_mode",
+    "start",
+    "stop",
+]
+
+#: Seconds without a request after which the server exits (``[tool.vx] daemon_idle_timeout``).
+DEFAULT_IDLE_TIMEOUT = 3 * 3600.0
 
 
 def configured_mode(table: dict[str, Any], file: Path) -> bool | None:
@@ -49,32 +58,6 @@ def wanted(args: list[str], table: dict[str, Any], file: Path) -> bool:
     if mode is None:
         mode = configured_mode(table, file)
     return (not ci_detected()) if mode is None else mode
-
-
-def wanted_here(args: list[str], root: Path) -> bool | None:
-    """:func:`wanted` for a command started in this process's working directory (``-C``
-    considered); None when it runs in another workspace than ``root``."""
-    from vx.config import find_workspace_root, tool_vx
-
-    directory = _directory(args)
-    found = find_workspace_root(Path(directory).resolve())
-    if found is None or found[0] != root:
-        return None
-    return wanted(args, tool_vx(found[1]) or {}, root / "pyproject.toml")
-
-
-def idle_timeout(root: Path) -> float:
-    """``VX_DAEMON_IDLE_TIMEOUT``, else ``[tool.vx] daemon_idle_timeout``, else 3 h."""
-    from vx.daemon.server import DEFAULT_IDLE_TIMEOUT
-    from vx.settings import parse_duration
-
-    value: Any = os.environ.get("VX_DAEMON_IDLE_TIMEOUT")
-    if value is None:
-        from vx.config import read_toml, tool_vx
-
-        table = tool_vx(read_toml(root / "pyproject.toml")) or {}
-        value = table.get("daemon_idle_timeout", DEFAULT_IDLE_TIMEOUT)
-    return parse_duration(value)
 
 
 def running(paths: ServerPaths) -> bool:

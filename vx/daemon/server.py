@@ -37,10 +37,7 @@ from vx.daemon.client import (
     write_frame,
 )
 
-__all__ = ["DEFAULT_IDLE_TIMEOUT", "main"]
-
-#: Seconds without a request after which the server exits (``[tool.vx] daemon_idle_timeout``).
-DEFAULT_IDLE_TIMEOUT = 3 * 3600.0
+__all__ = ["main"]
 
 #: The log is cut when the server starts and it is bigger than this.
 _LOG_LIMIT = 1 << 20
@@ -266,7 +263,6 @@ class Server:
     def wanted(self, args: list[str]) -> bool:
         """Whether this invocation is for this workspace and wants a server (else the
         server also exits: ``[tool.vx] daemon = false``, a CI environment)."""
-        from vx.daemon.control import wanted_here
         from vx.errors import VxError
 
         try:
@@ -299,6 +295,34 @@ class Server:
                 process.kill()
                 process.wait()
         gitfiles._prefetched.clear()
+
+
+def wanted_here(args: list[str], root: Path) -> bool | None:
+    """:func:`wanted` for a command started in this process's working directory (``-C``
+    considered); None when it runs in another workspace than ``root``."""
+    from vx.config import find_workspace_root, tool_vx
+    from vx.daemon.client import _directory
+    from vx.daemon.control import wanted
+
+    directory = _directory(args)
+    found = find_workspace_root(Path(directory).resolve())
+    if found is None or found[0] != root:
+        return None
+    return wanted(args, tool_vx(found[1]) or {}, root / "pyproject.toml")
+
+
+def idle_timeout(root: Path) -> float:
+    """``VX_DAEMON_IDLE_TIMEOUT``, else ``[tool.vx] daemon_idle_timeout``, else 3 h."""
+    from vx.daemon.control import DEFAULT_IDLE_TIMEOUT
+    from vx.settings import parse_duration
+
+    value: Any = os.environ.get("VX_DAEMON_IDLE_TIMEOUT")
+    if value is None:
+        from vx.config import read_toml, tool_vx
+
+        table = tool_vx(read_toml(root / "pyproject.toml")) or {}
+        value = table.get("daemon_idle_timeout", DEFAULT_IDLE_TIMEOUT)
+    return parse_duration(value)
 
 
 def _cli_main(args: list[str], started: float) -> int:
@@ -448,8 +472,6 @@ def _private_directory(directory: str) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    from vx.daemon.control import idle_timeout
-
     root = Path(argv[0]).resolve()
     paths = server_paths(str(root))
     if not _private_directory(paths.directory):

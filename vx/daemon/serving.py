@@ -13,13 +13,8 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from vx.cache import TaskCache
-    from vx.graph import TaskGraph
-    from vx.runoptions import RunOptions
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 __all__ = ["HeldWriter", "NeedsRun", "Session", "admit", "current"]
 
@@ -104,7 +99,19 @@ class Session:
 current: Session | None = None
 
 
-def admit(graph: TaskGraph, cache: TaskCache, options: RunOptions) -> None:
+class _Lookup(Protocol):
+    """What :func:`admit` needs of the run's cache (a :class:`vx.cache.TaskCache`; typed
+    structurally so that this module imports nothing of the kernel)."""
+
+    def can_restore_now(self, task: Any) -> bool: ...
+
+
+class _Options(Protocol):
+    @property
+    def dry(self) -> str | None: ...
+
+
+def admit(graph: Iterable[Any], cache: _Lookup, options: _Options) -> None:
     """In the server: commit when ``vx run`` can be answered without executing anything,
     else raise :class:`NeedsRun`. Outside the server: nothing."""
     session = current
