@@ -155,7 +155,7 @@ def test_a_miss_runs_in_the_client(workspace: VxWorkspace) -> None:
     # The task ran as the client's child, not the server's.
     assert int((workspace.path / "packages/ppid").read_text()) == process.pid
     assert (workspace.path / "packages/core/dist/a.py").read_text() == "A = 2\n"
-    assert "fallback: core#build is not a hit" in _log(workspace)
+    assert "core#build is not a hit with its outputs in place" in _log(workspace)
     # Outputs deleted: a hit that must be extracted also runs in the client.
     (workspace.path / "packages/core/dist/a.py").unlink()
     again = workspace.run_subprocess("run", "build", env=ON)
