@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from vx.daemon.client import server_paths
-from vx.testing import RunResult, VxWorkspace
+from vx.testing import VxWorkspace
 
 Make = Callable[..., VxWorkspace]
 
@@ -29,7 +28,8 @@ FILES = {
     "pyproject.toml": '[tool.vx]\nmembers = ["packages/*"]\n',
     "packages/core/pyproject.toml": (
         '[project]\nname = "core"\n\n[tool.vx.tasks.build]\n'
-        'cmd = "mkdir -p dist && cp src/a.py dist/a.py && echo built core && echo $PPID > ../ppid"\n'
+        'cmd = "mkdir -p dist && cp src/a.py dist/a.py && echo built core '
+        '&& echo $PPID > ../ppid"\n'
         'outputs = ["dist/**"]\n'
     ),
     "packages/core/src/a.py": "A = 1\n",
@@ -93,7 +93,8 @@ def _warm(ws: VxWorkspace) -> dict[str, Any]:
 
 
 def _same_summary(a: dict[str, Any] | None, b: dict[str, Any] | None) -> None:
-    assert a is not None and b is not None
+    assert a is not None
+    assert b is not None
 
     def essentials(summary: dict[str, Any]) -> list[tuple[Any, ...]]:
         return sorted(
@@ -127,13 +128,15 @@ def test_a_served_full_hit_equals_a_run_without_the_server(workspace: VxWorkspac
     # --dry=json: byte for byte.
     dry_served = workspace.run_subprocess("run", "build", "--dry=json", env=ON)
     dry_alone = workspace.run_subprocess("run", "build", "--dry=json", "--no-daemon")
-    assert dry_served.stdout == dry_alone.stdout and dry_served.exit_code == 0
+    assert dry_served.stdout == dry_alone.stdout
+    assert dry_served.exit_code == 0
     assert json.loads(dry_served.stdout)["tasks"][0]["cache"]["status"] == "hit"
     # A user error is answered the same way too (message, exit code).
     bad_served = workspace.run_subprocess("run", "nosuchtask", env=ON)
     bad_alone = workspace.run_subprocess("run", "nosuchtask", "--no-daemon")
     assert bad_served.exit_code == bad_alone.exit_code != 0
-    assert bad_served.stderr == bad_alone.stderr and "nosuchtask" in bad_served.stderr
+    assert bad_served.stderr == bad_alone.stderr
+    assert "nosuchtask" in bad_served.stderr
     assert _status(workspace)["served"] == 3
 
 
@@ -150,7 +153,8 @@ def test_a_miss_runs_in_the_client(workspace: VxWorkspace) -> None:
     )
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
-    assert "core#build: cache miss, executing" in out and "0 cached, 2 total" in out
+    assert "core#build: cache miss, executing" in out
+    assert "0 cached, 2 total" in out
     assert "warning: " not in err  # a fallback is silent
     # The task ran as the client's child, not the server's.
     assert int((workspace.path / "packages/ppid").read_text()) == process.pid
@@ -159,7 +163,8 @@ def test_a_miss_runs_in_the_client(workspace: VxWorkspace) -> None:
     # Outputs deleted: a hit that must be extracted also runs in the client.
     (workspace.path / "packages/core/dist/a.py").unlink()
     again = workspace.run_subprocess("run", "build", env=ON)
-    assert "2 cached" in again.stdout and again.exit_code == 0
+    assert "2 cached" in again.stdout
+    assert again.exit_code == 0
     assert (workspace.path / "packages/core/dist/a.py").read_text() == "A = 2\n"
 
 
@@ -168,13 +173,16 @@ def test_a_killed_server_is_bypassed_with_one_warning(workspace: VxWorkspace) ->
     os.kill(pid, signal.SIGKILL)
     _wait_gone(pid)
     result = workspace.run_subprocess("run", "build", env=ON)
-    assert result.exit_code == 0 and "2 cached, 2 total" in result.stdout
+    assert result.exit_code == 0
+    assert "2 cached, 2 total" in result.stdout
     warnings = [line for line in result.stderr.splitlines() if "warm server" in line]
-    assert len(warnings) == 1 and "gone" in warnings[0], result.stderr
+    assert len(warnings) == 1, result.stderr
+    assert "gone" in warnings[0]
     # The run started a new server; it answers the next run.
     assert _wait_for_server(workspace)["pid"] != pid
     served = workspace.run_subprocess("run", "build", env=ON)
-    assert "warm server" not in served.stderr and _status(workspace)["served"] == 1
+    assert "warm server" not in served.stderr
+    assert _status(workspace)["served"] == 1
 
 
 def test_a_hung_server_is_bypassed_and_replaced(workspace: VxWorkspace) -> None:
@@ -185,9 +193,11 @@ def test_a_hung_server_is_bypassed_and_replaced(workspace: VxWorkspace) -> None:
     finally:
         if not _gone(pid):
             os.kill(pid, signal.SIGCONT)
-    assert result.exit_code == 0 and "2 cached, 2 total" in result.stdout
+    assert result.exit_code == 0
+    assert "2 cached, 2 total" in result.stdout
     warnings = [line for line in result.stderr.splitlines() if "warm server" in line]
-    assert len(warnings) == 1 and "did not answer" in warnings[0], result.stderr
+    assert len(warnings) == 1, result.stderr
+    assert "did not answer" in warnings[0]
     _wait_gone(pid)  # the client killed it
     assert _wait_for_server(workspace)["pid"] != pid
 
@@ -230,7 +240,8 @@ def test_the_socket_is_private_to_the_user(workspace: VxWorkspace, tmp_path: Pat
     shared.chmod(0o755)
     env = {**ON, "VX_DAEMON_DIR": str(shared)}
     result = workspace.run_subprocess("run", "build", env=env)
-    assert result.exit_code == 0 and "reachable by other users" in result.stderr
+    assert result.exit_code == 0
+    assert "reachable by other users" in result.stderr
     assert not list(shared.glob("*.sock"))
 
 
@@ -244,26 +255,28 @@ def test_an_incompatible_server_is_restarted(workspace: VxWorkspace, tmp_path: P
     assert workspace.run_subprocess("run", "build", env=env).stderr == ""
     # Another import path: the server restarts (one warning), the answer is right.
     other = workspace.run_subprocess("run", "build", env=ON)
-    assert other.exit_code == 0 and "2 cached" in other.stdout
-    assert other.stderr.count("warm server") == 1 and "restarted" in other.stderr
+    assert other.exit_code == 0
+    assert "2 cached" in other.stdout
+    assert other.stderr.count("warm server") == 1
+    assert "restarted" in other.stderr
     _wait_gone(pid)
     # Something installed on the import path (a new module) also restarts it.
     pid = _wait_for_server(workspace)["pid"]
     assert workspace.run_subprocess("run", "build", env=ON).stderr == ""
     (site / "newplugin.py").write_text("X = 1\n")
     with_site = workspace.run_subprocess("run", "build", env=env)
-    assert "restarted" in with_site.stderr and with_site.exit_code == 0
+    assert "restarted" in with_site.stderr
+    assert with_site.exit_code == 0
     _wait_gone(pid)
     pid = _wait_for_server(workspace)["pid"]
     served = workspace.run_subprocess("run", "build", env=env)
-    assert served.stderr == "" and _status(workspace)["pid"] == pid
+    assert served.stderr == ""
+    assert _status(workspace)["pid"] == pid
     assert "import path" in _log(workspace)
 
 
 def test_the_server_exits_when_idle(workspace: VxWorkspace) -> None:
-    result = workspace.run_subprocess(
-        "run", "build", env={**ON, "VX_DAEMON_IDLE_TIMEOUT": "1s"}
-    )
+    result = workspace.run_subprocess("run", "build", env={**ON, "VX_DAEMON_IDLE_TIMEOUT": "1s"})
     assert result.exit_code == 0
     status = _wait_for_server(workspace)
     assert status["idle_timeout"] == 1
@@ -274,12 +287,15 @@ def test_the_server_exits_when_idle(workspace: VxWorkspace) -> None:
 
 def test_daemon_commands(workspace: VxWorkspace) -> None:
     none = workspace.run_subprocess("daemon", "status")
-    assert none.exit_code == 1 and "no warm server" in none.stdout
+    assert none.exit_code == 1
+    assert "no warm server" in none.stdout
     started = workspace.run_subprocess("daemon", "start")
-    assert started.exit_code == 0 and "warm server running" in started.stdout
+    assert started.exit_code == 0
+    assert "warm server running" in started.stdout
     status = workspace.run_subprocess("daemon", "status")
     assert status.exit_code == 0
-    assert f"warm server for {workspace.path}" in status.stdout and "MB RSS" in status.stdout
+    assert f"warm server for {workspace.path}" in status.stdout
+    assert "MB RSS" in status.stdout
     pid = _status(workspace)["pid"]
     restarted = workspace.run_subprocess("daemon", "restart")
     assert restarted.exit_code == 0
@@ -287,7 +303,8 @@ def test_daemon_commands(workspace: VxWorkspace) -> None:
     assert _status(workspace)["pid"] != pid
     assert "started" in workspace.run_subprocess("daemon", "logs").stdout
     stopped = workspace.run_subprocess("daemon", "stop")
-    assert stopped.exit_code == 0 and "stopped the warm server" in stopped.stdout
+    assert stopped.exit_code == 0
+    assert "stopped the warm server" in stopped.stdout
     assert _status(workspace) == {"running": False}
     assert "no warm server" in workspace.run_subprocess("daemon", "stop").stdout
 
@@ -303,13 +320,15 @@ def test_when_a_server_is_started(workspace: VxWorkspace) -> None:
     pyproject = workspace.path / "pyproject.toml"
     pyproject.write_text(pyproject.read_text() + "daemon = false\n")
     off = workspace.run_subprocess("run", "build", env={"VX_DAEMON": "auto"})
-    assert off.exit_code == 0 and off.stderr == ""
+    assert off.exit_code == 0
+    assert off.stderr == ""
     _wait_gone(pid)
     assert _status(workspace) == {"running": False}
     # A bad value is a configuration error naming the key.
     pyproject.write_text(pyproject.read_text().replace("daemon = false", 'daemon = "yes"'))
     bad = workspace.run_subprocess("run", "build", env={"VX_DAEMON": "auto"})
-    assert bad.exit_code == 78 and "tool.vx.daemon" in bad.stderr
+    assert bad.exit_code == 78
+    assert "tool.vx.daemon" in bad.stderr
 
 
 # -- never wrong: random edits, answers with and without the server ----------------------------
@@ -344,8 +363,19 @@ def _edit(ws: VxWorkspace, rng: random.Random, env: dict[str, str]) -> str:
     project = ws.path / f"packages/p{rng.randrange(3)}"
     sources = sorted((project / "src").glob("*.txt"))
     kind = rng.choice(
-        ["edit", "edit-same-size", "add", "delete", "rename", "branch", "pyproject", "env",
-         "global-env", "outputs", "nothing"]
+        [
+            "edit",
+            "edit-same-size",
+            "add",
+            "delete",
+            "rename",
+            "branch",
+            "pyproject",
+            "env",
+            "global-env",
+            "outputs",
+            "nothing",
+        ]
     )
     if kind == "edit" and sources:
         path = rng.choice(sources)
@@ -397,9 +427,7 @@ def _decisions(summary: dict[str, Any] | None) -> dict[str, tuple[str, str]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_answers_with_the_server_equal_answers_without_it(
-    vx_workspace: Make, seed: int
-) -> None:
+def test_answers_with_the_server_equal_answers_without_it(vx_workspace: Make, seed: int) -> None:
     rng = random.Random(seed)
     ws = vx_workspace(PROPERTY_FILES)
     _git(ws, "init", "-q", "-b", "main")
