@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from vx.daemon.client import server_paths
 from vx.testing import VxWorkspace
 
 Make = Callable[..., VxWorkspace]
@@ -307,6 +308,16 @@ def test_daemon_commands(workspace: VxWorkspace) -> None:
     assert "stopped the warm server" in stopped.stdout
     assert _status(workspace) == {"running": False}
     assert "no warm server" in workspace.run_subprocess("daemon", "stop").stdout
+
+
+def test_a_server_is_not_started_for_a_broken_configuration(workspace: VxWorkspace) -> None:
+    pyproject = workspace.path / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + 'daemon_idle_timeout = "soon"\n')
+    started = workspace.run_subprocess("daemon", "start")
+    assert started.exit_code == 1
+    assert "did not start" in started.stderr
+    assert "daemon_idle_timeout" in _log(workspace) or "soon" in _log(workspace)
+    assert not Path(server_paths(str(workspace.path)).pid).exists()
 
 
 def test_when_a_server_is_started(workspace: VxWorkspace) -> None:

@@ -80,9 +80,9 @@ def autostart(args: list[str], root: Path, table: dict[str, Any]) -> None:
     spawn(root, paths)
 
 
-def spawn(root: Path, paths: ServerPaths) -> int | None:
+def spawn(root: Path, paths: ServerPaths) -> subprocess.Popen[bytes] | None:
     """Start the server of ``root`` in the background (its own session, output to its log);
-    its pid, or None when the socket directory is not private."""
+    the process, or None when the socket directory is not private."""
     try:
         os.makedirs(paths.directory, mode=0o700, exist_ok=True)
     except OSError:
@@ -105,7 +105,7 @@ def spawn(root: Path, paths: ServerPaths) -> int | None:
         )
     finally:
         os.close(log)
-    return process.pid
+    return process
 
 
 def ask(paths: ServerPaths, op: str, timeout: float = 5.0) -> dict[str, Any] | None:
@@ -132,10 +132,13 @@ def start(root: Path, timeout: float = 30.0) -> dict[str, Any] | None:
     status = ask(paths, "status") if os.path.exists(paths.socket) else None
     if status is not None:
         return status
-    if spawn(root, paths) is None:
+    process = spawn(root, paths)
+    if process is None:
         return None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process.poll() not in (None, 0):
+            return None  # it refused to start (see its log)
         if os.path.exists(paths.socket):
             status = ask(paths, "status")
             if status is not None:

@@ -489,7 +489,17 @@ def main(argv: list[str]) -> int:
             os.truncate(paths.log, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    server = Server(root, paths, idle_timeout(root))
+    from vx.errors import VxError
+
+    try:
+        timeout = idle_timeout(root)
+    except (VxError, ValueError) as exc:
+        # The workspace went away or its configuration is broken: no server (the runs in
+        # the client report the error).
+        sys.stderr.write(f"vx daemon: not starting for {root}: {exc}\n")
+        os.unlink(paths.pid)
+        return 1
+    server = Server(root, paths, timeout)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.warm_up()
