@@ -112,14 +112,22 @@ def measure(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> Sa
 
 
 class Tool:
-    def __init__(self, name: str, repo: Path, argv: list[str], cache_dir: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        repo: Path,
+        argv: list[str],
+        cache_dir: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.repo = repo
         self.argv = argv
         self.cache_dir = cache_dir
+        self.env = env or {}
 
     def run(self, *args: str) -> Sample:
-        return measure([*self.argv, *args], self.repo)
+        return measure([*self.argv, *args], self.repo, self.env)
 
     def clean(self) -> None:
         shutil.rmtree(self.repo / self.cache_dir, ignore_errors=True)
@@ -128,7 +136,24 @@ class Tool:
 
 
 def vx_tool(repo: Path) -> Tool:
-    return Tool("vx", repo, [sys.executable, "-m", "vx", "run"], ".vx")
+    """vx without its warm server (as on CI)."""
+    return Tool("vx", repo, [sys.executable, "-m", "vx", "run"], ".vx", {"VX_DAEMON": "0"})
+
+
+def vx_server_tool(repo: Path) -> Tool:
+    """vx answered by its warm server (``vx daemon``), started before the first run."""
+    return Tool("vx+server", repo, [sys.executable, "-m", "vx", "run"], ".vx", {"VX_DAEMON": "1"})
+
+
+def vx_daemon(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "vx", "daemon", *args],
+        cwd=repo,
+        env={**os.environ, **QUIET_ENV},
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
 
 
 def turbo_tool(repo: Path, turbo: Path) -> Tool:
@@ -244,18 +269,28 @@ def startup(workdir: Path) -> dict[str, float]:
     version = statistics.median(
         measure([sys.executable, "-m", "vx", "--version"], one).seconds for _ in range(10)
     )
-    measure([sys.executable, "-m", "vx", "run", "hello"], one)
+    alone = {"VX_DAEMON": "0"}
+    measure([sys.executable, "-m", "vx", "run", "hello"], one, alone)
     run = statistics.median(
-        measure([sys.executable, "-m", "vx", "run", "hello"], one).seconds for _ in range(10)
+        measure([sys.executable, "-m", "vx", "run", "hello"], one, alone).seconds for _ in range(10)
     )
     return {"vx_version_s": version, "vx_run_one_task_s": run}
 
 
 def run_size(
-    shape: Shape, turbo: Path | None, reps: int, workdir: Path, scenarios: set[str]
+    shape: Shape,
+    turbo: Path | None,
+    reps: int,
+    workdir: Path,
+    scenarios: set[str],
+    daemon: bool = False,
 ) -> tuple[list[Result], dict[str, float]]:
     vx_repo = generate(workdir / f"vx-{shape.projects}", shape)
     tools = [vx_tool(vx_repo)]
+    if daemon:
+        # The same tree: the server answers what the in-process runs left in the cache.
+        tools.append(vx_server_tool(vx_repo))
+        vx_daemon(vx_repo, "restart")
     if turbo is not None:
         turbo_repo = generate(workdir / f"turbo-{shape.projects}", shape)
         tools.append(turbo_tool(turbo_repo, turbo))
@@ -305,6 +340,11 @@ def run_size(
         results += scenario(
             "dry-json", shape, tools, reps, True, None, ("build", "test", "--dry=json")
         )
+    if daemon:
+        status = json.loads(vx_daemon(vx_repo, "status", "--json"))
+        extra["server_rss_mb"] = status.get("rss_bytes", 0) / 2**20
+        print(f"  warm server RSS {extra['server_rss_mb']:.0f} MB", flush=True)
+        vx_daemon(vx_repo, "stop")
     return results, extra
 
 
@@ -347,6 +387,13 @@ def table(results: list[Result]) -> list[str]:
         "| vx peak RSS |",
         "|---|---|---|---|---|---|",
     ]
+    served = [r for r in results if r.tool == "vx+server"]
+    if served:
+        lines[0] = lines[0].replace(
+            "| vx peak RSS |",
+            "| vx+server median (min-max) | vx+server / Turborepo | vx peak RSS |",
+        )
+        lines[1] = "|---|---|---|---|---|---|---|---|"
     keys = sorted({(r.scenario, r.projects) for r in results}, key=lambda k: (k[1], k[0]))
     for scenario_name, projects in keys:
         by_tool = {
@@ -363,8 +410,16 @@ def table(results: list[Result]) -> list[str]:
 
         ratio = f"{vx_r.median / turbo_r.median:.2f}" if vx_r and turbo_r else "-"
         rss = f"{vx_r.peak_rss:.0f} MB" if vx_r else "-"
+        server = ""
+        if served:
+            server_r = by_tool.get("vx+server")
+            server_ratio = (
+                f"{server_r.median / turbo_r.median:.2f}" if server_r and turbo_r else "-"
+            )
+            server = f" {cell(server_r)} | {server_ratio} |"
         lines.append(
-            f"| {scenario_name} | {projects} | {cell(vx_r)} | {cell(turbo_r)} | {ratio} | {rss} |"
+            f"| {scenario_name} | {projects} | {cell(vx_r)} | {cell(turbo_r)} | {ratio} |"
+            f"{server} {rss} |"
         )
     return lines
 
@@ -389,6 +444,12 @@ def main() -> None:
     parser.add_argument("--layers", type=int, help=f"dependency layers (default {Shape.layers})")
     parser.add_argument(
         "--out", default="latest.json", help="results file name in benchmarks/results/"
+    )
+    parser.add_argument(
+        "--daemon",
+        action="store_true",
+        help="also measure vx answered by its warm server (vx+server; vx alone runs with "
+        "VX_DAEMON=0 in every mode)",
     )
     args = parser.parse_args()
 
@@ -422,7 +483,9 @@ def main() -> None:
             # The N = 2000 target is stated for 40,000 files: 20 per project.
             files = args.files or (20 if projects >= 2000 else Shape.files)
             shape = Shape(projects=projects, files=files, layers=args.layers or Shape.layers)
-            found, extra = run_size(shape, turbo if with_turbo else None, reps, workdir, scenarios)
+            found, extra = run_size(
+                shape, turbo if with_turbo else None, reps, workdir, scenarios, args.daemon
+            )
             results += found
             extras[str(projects)] = extra
         start = startup(workdir)

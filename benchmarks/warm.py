@@ -1,7 +1,9 @@
-"""A full hit three ways, alternating: this checkout's vx as a new process, the same vx
+"""A full hit four ways, alternating: this checkout's vx as a new process without the warm
+server (``VX_DAEMON=0``), the same through the warm server (``vx daemon``: a new client
+process answered by the server; CPU is the client's plus the server's), the same vx
 answering in a process that is already running (every module imported, plugins' code
-loaded: the upper bound of what a warm server saves without keeping file state), and,
-with ``--against DIR``, another vx source tree (``git archive main | tar -x -C DIR``).
+loaded, no client), and, with ``--against DIR``, another vx source tree
+(``git archive main | tar -x -C DIR``).
 
     python benchmarks/warm.py TREE [--reps 8] [--against DIR] [-- run build test]
 
@@ -37,9 +39,20 @@ for line in sys.stdin:
 """
 
 
-def _env(source: Path) -> dict[str, str]:
+def _env(source: Path, daemon: str = "0") -> dict[str, str]:
     path = f"{source}{os.pathsep}{source / 'plugins'}"
-    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "", "PYTHONPATH": path}
+    return {
+        **os.environ,
+        "PYTHONDONTWRITEBYTECODE": "",
+        "PYTHONPATH": path,
+        "VX_DAEMON": daemon,
+    }
+
+
+def _cpu_of(pid: int) -> float:
+    """User + system CPU seconds of a running process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -60,18 +73,37 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
         )
 
-    def new_process(source: Path) -> tuple[float, float]:
+    def new_process(source: Path, daemon: str = "0") -> tuple[float, float]:
         start = time.perf_counter()
         child = subprocess.Popen(
             [sys.executable, "-m", "vx", *argv],
             cwd=options.tree,
-            env=_env(source),
+            env=_env(source, daemon),
             stdout=subprocess.DEVNULL,
         )
         _, status, usage = os.wait4(child.pid, 0)
         if status != 0:
             sys.exit(f"vx {' '.join(argv)} failed in {options.tree}")
         return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
+
+    def vx_daemon(*args: str) -> dict[str, object]:
+        done = subprocess.run(
+            [sys.executable, "-m", "vx", "daemon", *args],
+            cwd=options.tree,
+            env=_env(ROOT),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return dict(json.loads(done.stdout)) if "--json" in args else {}
+
+    vx_daemon("restart")
+    daemon_pid = int(str(vx_daemon("status", "--json")["pid"]))
+
+    def served() -> tuple[float, float]:
+        before = _cpu_of(daemon_pid)
+        wall, cpu = new_process(ROOT, "1")
+        return wall, cpu + _cpu_of(daemon_pid) - before
 
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER],
@@ -98,6 +130,7 @@ def main() -> None:
         f"{name} (new process)": (lambda source=source: new_process(source))
         for name, source in sources.items()
     }
+    variants["this (warm server)"] = served
     variants["this (running process)"] = warm
     for run in variants.values():
         run()  # warm-up
@@ -113,6 +146,12 @@ def main() -> None:
             f"  CPU {statistics.median(cpu):6.0f} ms ({min(cpu):.0f}-{max(cpu):.0f})"
         )
     print(f"running process: peak RSS {peak_kb[0] / 1024:.0f} MB after {options.reps + 1} runs")
+    status = vx_daemon("status", "--json")
+    print(
+        f"warm server: RSS {int(str(status['rss_bytes'])) / 2**20:.0f} MB after "
+        f"{status['served']} served requests"
+    )
+    vx_daemon("stop")
     assert server.stdin is not None
     server.stdin.close()
     server.wait()

@@ -54,6 +54,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["PIP_NO_INPUT"] = "1"
+    env["VX_DAEMON"] = "0"  # no warm server in these runs
     env.update(extra)
     return env
 

@@ -53,6 +53,7 @@ class Runner:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "C.UTF-8",
             "XDG_CACHE_HOME": str(cwd.parent / "xdg"),
+            "VX_DAEMON": "0",  # no warm server (docs/daemon.md) in these runs
         }
         return subprocess.run(
             [*self.prefix, *self.vx_argv(), *args],

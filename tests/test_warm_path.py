@@ -218,3 +218,24 @@ def test_a_warm_full_hit_with_the_sandbox_enabled_stays_lean(vx_workspace: Make)
     assert "2 cached, 2 total" in out
     for heavy in ("pydantic", "vx_sandbox.settings", "pathspec", "asyncio", "tomllib"):
         assert heavy not in warm, f"a warm full hit imported {heavy}"
+
+
+def test_a_served_full_hit_imports_only_the_thin_client(
+    vx_workspace: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the warm server running, the ``vx`` process imports the thin client and nothing
+    of the kernel, the plugins or their libraries (not even ``typing`` or ``json``)."""
+    ws = vx_workspace(FILES)
+    assert ws.run_subprocess("run", "build").exit_code == 0
+    assert ws.run_subprocess("daemon", "start").exit_code == 0
+    try:
+        monkeypatch.setenv("VX_DAEMON", "1")
+        served, out = _imported(ws, "run", "build")
+        assert "2 cached, 2 total" in out
+        status = ws.run_subprocess("daemon", "status", "--json").stdout
+        assert json.loads(status)["served"] == 1
+    finally:
+        ws.run_subprocess("daemon", "stop")
+    assert "vx.daemon.client" in served
+    for heavy in ("vx.cli", "vx.config", "pluggy", "blake3", "typing", "json", "socket", "re"):
+        assert heavy not in served, f"a served full hit imported {heavy}"

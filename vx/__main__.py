@@ -31,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.stdout.write(f"vx {__version__}\n")
         return 0
+    if argv is None:
+        # A warm server of this workspace answers before anything heavy is imported.
+        from vx.daemon.client import serve
+
+        served = serve(args, started)
+        if served is not None:
+            return served
     try:
         from vx.cli import main as cli_main
     except KeyboardInterrupt:

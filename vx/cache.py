@@ -226,10 +226,12 @@ class TaskCache:
     # -- run -----------------------------------------------------------------------
 
     def can_restore_now(self, task: Task) -> bool:
-        """Whether ``task`` is a hit whose outputs are already in place (no archive read)."""
+        """Whether ``task`` is a hit whose outputs are already in place (no archive read).
+        A task found so earlier in this run (the warm server's admission check) is not
+        looked up again."""
         if task.hash is None or not task.definition.cache or self.force:
             return False
-        found = self._current_in_index(task, task.hash)
+        found = self._ready.get(task.id) or self._current_in_index(task, task.hash)
         if found is not None:
             self._ready[task.id] = found
         return found is not None

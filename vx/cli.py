@@ -135,8 +135,6 @@ _TURBO_FLAGS = {
     "--remote-only": "use only the remote cache with --cache=remote:rw",
     "--since": "select changed projects with --affected --base REV",
     "--only": "run one task without its dependencies' tasks with PROJECT#TASK",
-    "--daemon": "vx has no daemon (its start-up caches need none); drop the flag",
-    "--no-daemon": "vx has no daemon; drop the flag",
 }
 
 
@@ -207,6 +205,19 @@ def _global_options(parser: Parser) -> None:
     )
     parser.add_option(
         "--debug", action="store_true", default=False, help="show tracebacks for errors"
+    )
+    parser.add_option(
+        "--daemon",
+        dest="daemon",
+        action="store_true",
+        default=None,
+        help="use (and start) this workspace's warm server, also on CI (see docs/daemon.md)",
+    )
+    parser.add_option(
+        "--no-daemon",
+        dest="daemon",
+        action="store_false",
+        help="neither use nor start the warm server",
     )
     parser.add_option("-q", "--quiet", action="count", default=0, help="less output")
     parser.add_option("-v", "--verbose", action="count", default=0, help="more output")
@@ -378,6 +389,11 @@ def _main(args: list[str], started: float) -> int:
     finally:
         pm.hooks.unconfigure(config)
     config.save_state()
+    if option.command == "run" and root is not None:
+        from vx.daemon.control import autostart
+
+        sys.stdout.flush()
+        autostart(args, root, tool_vx(root_data or {}) or {})
     return code
 
 

@@ -119,6 +119,7 @@ class TaskSettings(BaseModel):
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
+
     requires: list[str] = Field(default_factory=list)
 
     @field_validator("cmd")
@@ -159,6 +160,8 @@ class TemplateSettings(TaskSettings):
             if not pattern.removeprefix("!").strip():
                 raise ValueError("expected project-name globs like 'acme-*' or '*'")
         return value
+
+
 def _is_number(text: str) -> bool:
     try:
         return float(text) > 0
@@ -275,10 +278,20 @@ class CoreSettings(BaseSettings):
     """Exit 1 when a task was flaky (failed, then passed on a retry)."""
     runner_aware: bool = True
     """Serve each task a runner-aware channel (``VX_IPC``, see docs/runner-aware.md)."""
+    daemon: bool | Literal["auto"] = "auto"
+    """The warm server (docs/daemon.md): auto = on a developer machine, off on CI."""
+    daemon_idle_timeout: float | str = 3 * 3600.0
+    """The warm server exits after this long without a request (seconds or ``"30m"``)."""
     defaults: DefaultsSettings = Field(default_factory=DefaultsSettings)
     depends_on: list[str] = Field(default_factory=list)
     tasks: dict[str, TaskSettings] = Field(default_factory=dict)
     skip_templates: list[str] = Field(default_factory=list)
+
+    @field_validator("daemon_idle_timeout")
+    @classmethod
+    def _idle_timeout(cls, value: float | str) -> float | str:
+        parse_duration(value)
+        return value
 
     @field_validator("concurrency")
     @classmethod

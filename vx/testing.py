@@ -9,6 +9,10 @@ Fixtures:
     returns a :class:`VxWorkspace`, whose ``run(*args)`` runs vx in-process and
     ``run_subprocess(*args)`` runs it as a child process, both returning a :class:`RunResult`.
 
+The warm server (docs/daemon.md) is off in these runs (``VX_DAEMON=0``) unless a test asks
+for it by passing ``env={"VX_DAEMON": "1"}`` (or ``"auto"``); a test that does stops the
+server it started (``vx daemon stop``).
+
 In-process runs are isolated like pytester's: ``sys.path`` is restored after each run, and
 modules imported from the workspace or from a ``sys.path`` entry added during the run
 (workspace-local plugins) are forgotten, so the next run imports them afresh.
@@ -212,7 +216,7 @@ class VxWorkspace:
         stdout, stderr = io.StringIO(), io.StringIO()
         with (
             isolated_imports(self.path),
-            _patched_environ(env),
+            _patched_environ(_no_daemon(env)),
             contextlib.redirect_stdout(stdout),
             contextlib.redirect_stderr(stderr),
         ):
@@ -231,7 +235,7 @@ class VxWorkspace:
         completed = subprocess.run(
             [sys.executable, "-m", "vx", *argv],
             cwd=cwd or self.path,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **_no_daemon(env)},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -246,11 +250,16 @@ class VxWorkspace:
         return subprocess.Popen(
             [sys.executable, "-m", "vx", *args],
             cwd=self.path,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **_no_daemon(env)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
+
+
+def _no_daemon(env: Mapping[str, str] | None) -> dict[str, str]:
+    """``env`` with the warm server off unless it says otherwise."""
+    return {"VX_DAEMON": "0", **(env or {})}
 
 
 @contextlib.contextmanager

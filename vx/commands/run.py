@@ -141,6 +141,7 @@ def run_options(option: argparse.Namespace) -> RunOptions:
 
 def run_command(config: Config) -> int:
     from vx.cache import create_cache
+    from vx.daemon import serving
     from vx.planning import plan, resolve_concurrency
 
     options = run_options(config.option)
@@ -152,6 +153,7 @@ def run_command(config: Config) -> int:
             sys.stdout.write(json.dumps({"tasks": []}) + "\n")
         return 0
     cache = create_cache(config, graph, options)
+    serving.admit(graph, cache, options)  # in the warm server: serve, or let the client run it
     if options.dry:
         return _dry_run(config, options, graph, cache, resolve_concurrency(config, options))
     runner = vx.create_runner(config, graph, cache, options)

@@ -1,0 +1,474 @@
+"""The warm server (docs/daemon.md), with real processes: the server ``vx`` starts, real
+sockets, real workspaces. A served answer must equal a run without the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import random
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vx.daemon.client import server_paths
+from vx.testing import VxWorkspace
+
+Make = Callable[..., VxWorkspace]
+
+ON = {"VX_DAEMON": "1"}
+
+FILES = {
+    "pyproject.toml": '[tool.vx]\nmembers = ["packages/*"]\n',
+    "packages/core/pyproject.toml": (
+        '[project]\nname = "core"\n\n[tool.vx.tasks.build]\n'
+        'cmd = "mkdir -p dist && cp src/a.py dist/a.py && echo built core '
+        '&& echo $PPID > ../ppid"\n'
+        'outputs = ["dist/**"]\n'
+    ),
+    "packages/core/src/a.py": "A = 1\n",
+    "packages/app/pyproject.toml": (
+        '[project]\nname = "app"\ndependencies = ["core"]\n\n[tool.vx.tasks.build]\n'
+        'cmd = "echo app built; echo warning >&2"\ndepends_on = ["^build"]\n'
+    ),
+}
+
+
+def _status(ws: VxWorkspace) -> dict[str, Any]:
+    result = ws.run_subprocess("daemon", "status", "--json")
+    return dict(json.loads(result.stdout))
+
+
+def _wait_for_server(ws: VxWorkspace) -> dict[str, Any]:
+    """The server's status once it answers (auto-start happens in the background)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = _status(ws)
+        if status.get("pid"):
+            return status
+        time.sleep(0.05)
+    raise AssertionError("the warm server did not start: " + _log(ws))
+
+
+def _log(ws: VxWorkspace) -> str:
+    return ws.run_subprocess("daemon", "logs").stdout
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 60
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(pid), f"server {pid} still running"
+
+
+@pytest.fixture
+def workspace(vx_workspace: Make) -> Iterator[VxWorkspace]:
+    """The example workspace; whatever server a test starts in it is stopped at the end."""
+    ws = vx_workspace(FILES)
+    yield ws
+    stopped = ws.run_subprocess("daemon", "stop")
+    assert stopped.exit_code == 0, stopped.stderr
+
+
+def _warm(ws: VxWorkspace) -> dict[str, Any]:
+    """Run once (misses: runs in the client, starts the server), wait for the server."""
+    first = ws.run_subprocess("run", "build", env=ON)
+    assert first.exit_code == 0, first.stderr
+    assert "2 cached" not in first.stdout
+    return _wait_for_server(ws)
+
+
+def _same_summary(a: dict[str, Any] | None, b: dict[str, Any] | None) -> None:
+    assert a is not None
+    assert b is not None
+
+    def essentials(summary: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return sorted(
+            (t["id"], t["hash"], t["status"], t["exit_code"], t["cache"]["status"])
+            for t in summary["tasks"]
+        )
+
+    assert essentials(a) == essentials(b)
+    assert a["exit_code"] == b["exit_code"]
+
+
+def _without_time(text: str) -> str:
+    """The output without the wall time, and with the test's summary files numbered alike."""
+    import re
+
+    lines = [line for line in text.splitlines() if not line.startswith(" Time:")]
+    return re.sub(r"summary-\d+\.json", "summary-N.json", "\n".join(lines))
+
+
+def test_a_served_full_hit_equals_a_run_without_the_server(workspace: VxWorkspace) -> None:
+    status = _warm(workspace)
+    assert status["served"] == 0
+    served = workspace.run_subprocess("run", "build", env=ON)
+    alone = workspace.run_subprocess("run", "build", "--no-daemon")
+    assert _status(workspace)["served"] == 1  # the first was answered by the server
+    assert served.exit_code == alone.exit_code == 0
+    assert "2 cached, 2 total" in served.stdout
+    assert _without_time(served.stdout) == _without_time(alone.stdout)
+    assert served.stderr == alone.stderr
+    _same_summary(served.summary, alone.summary)
+    # --dry=json: byte for byte.
+    dry_served = workspace.run_subprocess("run", "build", "--dry=json", env=ON)
+    dry_alone = workspace.run_subprocess("run", "build", "--dry=json", "--no-daemon")
+    assert dry_served.stdout == dry_alone.stdout
+    assert dry_served.exit_code == 0
+    assert json.loads(dry_served.stdout)["tasks"][0]["cache"]["status"] == "hit"
+    # A user error is answered the same way too (message, exit code).
+    bad_served = workspace.run_subprocess("run", "nosuchtask", env=ON)
+    bad_alone = workspace.run_subprocess("run", "nosuchtask", "--no-daemon")
+    assert bad_served.exit_code == bad_alone.exit_code != 0
+    assert bad_served.stderr == bad_alone.stderr
+    assert "nosuchtask" in bad_served.stderr
+    assert _status(workspace)["served"] == 3
+
+
+def test_a_miss_runs_in_the_client(workspace: VxWorkspace) -> None:
+    _warm(workspace)
+    (workspace.path / "packages/core/src/a.py").write_text("A = 2\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vx", "run", "build"],
+        cwd=workspace.path,
+        env={**os.environ, **ON},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "core#build: cache miss, executing" in out
+    assert "0 cached, 2 total" in out
+    assert "warning: " not in err  # a fallback is silent
+    # The task ran as the client's child, not the server's.
+    assert int((workspace.path / "packages/ppid").read_text()) == process.pid
+    assert (workspace.path / "packages/core/dist/a.py").read_text() == "A = 2\n"
+    assert "core#build is not a hit with its outputs in place" in _log(workspace)
+    # Outputs deleted: a hit that must be extracted also runs in the client.
+    (workspace.path / "packages/core/dist/a.py").unlink()
+    again = workspace.run_subprocess("run", "build", env=ON)
+    assert "2 cached" in again.stdout
+    assert again.exit_code == 0
+    assert (workspace.path / "packages/core/dist/a.py").read_text() == "A = 2\n"
+
+
+def test_a_killed_server_is_bypassed_with_one_warning(workspace: VxWorkspace) -> None:
+    pid = _warm(workspace)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    _wait_gone(pid)
+    result = workspace.run_subprocess("run", "build", env=ON)
+    assert result.exit_code == 0
+    assert "2 cached, 2 total" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if "warm server" in line]
+    assert len(warnings) == 1, result.stderr
+    assert "gone" in warnings[0]
+    # The run started a new server; it answers the next run.
+    assert _wait_for_server(workspace)["pid"] != pid
+    served = workspace.run_subprocess("run", "build", env=ON)
+    assert "warm server" not in served.stderr
+    assert _status(workspace)["served"] == 1
+
+
+def test_a_hung_server_is_bypassed_and_replaced(workspace: VxWorkspace) -> None:
+    pid = _warm(workspace)["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        result = workspace.run_subprocess("run", "build", env=ON, timeout=60)
+    finally:
+        if not _gone(pid):
+            os.kill(pid, signal.SIGCONT)
+    assert result.exit_code == 0
+    assert "2 cached, 2 total" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if "warm server" in line]
+    assert len(warnings) == 1, result.stderr
+    assert "did not answer" in warnings[0]
+    _wait_gone(pid)  # the client killed it
+    assert _wait_for_server(workspace)["pid"] != pid
+
+
+def test_the_socket_is_private_to_the_user(workspace: VxWorkspace, tmp_path: Path) -> None:
+    status = _warm(workspace)
+    sock = Path(status["socket"])
+    assert stat.S_IMODE(sock.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    assert stat.S_IMODE(Path(status["log"]).stat().st_mode) == 0o600
+    # Another user cannot connect (the unprivileged user of the sandbox tests).
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.fail("no user 'nobody' to connect as")
+    probe = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "try:\n    s.connect(sys.argv[1])\nexcept PermissionError:\n    sys.exit(3)\n"
+    )
+    attempt = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={nobody.pw_uid}",
+            f"--regid={nobody.pw_gid}",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            probe,
+            str(sock),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert attempt.returncode == 3, attempt.stderr
+    # A socket directory others can enter is never used, and no server is started there.
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    env = {**ON, "VX_DAEMON_DIR": str(shared)}
+    result = workspace.run_subprocess("run", "build", env=env)
+    assert result.exit_code == 0
+    assert "reachable by other users" in result.stderr
+    assert not list(shared.glob("*.sock"))
+
+
+def test_an_incompatible_server_is_restarted(workspace: VxWorkspace, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    env = {**ON, "PYTHONPATH": str(site)}
+    first = workspace.run_subprocess("run", "build", env=env)
+    assert first.exit_code == 0
+    pid = _wait_for_server(workspace)["pid"]
+    assert workspace.run_subprocess("run", "build", env=env).stderr == ""
+    # Another import path: the server restarts (one warning), the answer is right.
+    other = workspace.run_subprocess("run", "build", env=ON)
+    assert other.exit_code == 0
+    assert "2 cached" in other.stdout
+    assert other.stderr.count("warm server") == 1
+    assert "restarted" in other.stderr
+    _wait_gone(pid)
+    # Something installed on the import path (a new module) also restarts it.
+    pid = _wait_for_server(workspace)["pid"]
+    assert workspace.run_subprocess("run", "build", env=ON).stderr == ""
+    (site / "newplugin.py").write_text("X = 1\n")
+    with_site = workspace.run_subprocess("run", "build", env=env)
+    assert "restarted" in with_site.stderr
+    assert with_site.exit_code == 0
+    _wait_gone(pid)
+    pid = _wait_for_server(workspace)["pid"]
+    served = workspace.run_subprocess("run", "build", env=env)
+    assert served.stderr == ""
+    assert _status(workspace)["pid"] == pid
+    assert "import path" in _log(workspace)
+
+
+def test_the_server_exits_when_idle(workspace: VxWorkspace) -> None:
+    result = workspace.run_subprocess("run", "build", env={**ON, "VX_DAEMON_IDLE_TIMEOUT": "1s"})
+    assert result.exit_code == 0
+    status = _wait_for_server(workspace)
+    assert status["idle_timeout"] == 1
+    _wait_gone(status["pid"])
+    assert not Path(status["socket"]).exists()
+    assert "idle for" in _log(workspace)
+
+
+def test_daemon_commands(workspace: VxWorkspace) -> None:
+    none = workspace.run_subprocess("daemon", "status")
+    assert none.exit_code == 1
+    assert "no warm server" in none.stdout
+    started = workspace.run_subprocess("daemon", "start")
+    assert started.exit_code == 0
+    assert "warm server running" in started.stdout
+    status = workspace.run_subprocess("daemon", "status")
+    assert status.exit_code == 0
+    assert f"warm server for {workspace.path}" in status.stdout
+    assert "MB RSS" in status.stdout
+    pid = _status(workspace)["pid"]
+    restarted = workspace.run_subprocess("daemon", "restart")
+    assert restarted.exit_code == 0
+    _wait_gone(pid)
+    assert _status(workspace)["pid"] != pid
+    assert "started" in workspace.run_subprocess("daemon", "logs").stdout
+    stopped = workspace.run_subprocess("daemon", "stop")
+    assert stopped.exit_code == 0
+    assert "stopped the warm server" in stopped.stdout
+    assert _status(workspace) == {"running": False}
+    assert "no warm server" in workspace.run_subprocess("daemon", "stop").stdout
+
+
+def test_a_server_is_not_started_for_a_broken_configuration(workspace: VxWorkspace) -> None:
+    pyproject = workspace.path / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + 'daemon_idle_timeout = "soon"\n')
+    started = workspace.run_subprocess("daemon", "start")
+    assert started.exit_code == 1
+    assert "did not start" in started.stderr
+    assert "daemon_idle_timeout" in _log(workspace) or "soon" in _log(workspace)
+    assert not Path(server_paths(str(workspace.path)).pid).exists()
+
+
+def test_when_a_server_is_started(workspace: VxWorkspace) -> None:
+    # CI: not started unless asked; --no-daemon and VX_DAEMON=0 also keep it off.
+    for env, args in (({"CI": "true"}, ()), ({"GITLAB_CI": "1"}, ()), (ON, ("--no-daemon",))):
+        assert workspace.run_subprocess("run", "build", *args, env=env).exit_code == 0
+        assert _status(workspace) == {"running": False}
+    assert workspace.run_subprocess("run", "build", "--daemon", env={"CI": "true"}).exit_code == 0
+    pid = _wait_for_server(workspace)["pid"]
+    # Configured off: the server answers nothing and exits; no new one is started.
+    pyproject = workspace.path / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + "daemon = false\n")
+    off = workspace.run_subprocess("run", "build", env={"VX_DAEMON": "auto"})
+    assert off.exit_code == 0
+    assert off.stderr == ""
+    _wait_gone(pid)
+    assert _status(workspace) == {"running": False}
+    # A bad value is a configuration error naming the key.
+    pyproject.write_text(pyproject.read_text().replace("daemon = false", 'daemon = "yes"'))
+    bad = workspace.run_subprocess("run", "build", env={"VX_DAEMON": "auto"})
+    assert bad.exit_code == 78
+    assert "tool.vx.daemon" in bad.stderr
+
+
+# -- never wrong: random edits, answers with and without the server ----------------------------
+
+PROPERTY_FILES = {
+    "pyproject.toml": '[tool.vx]\nmembers = ["packages/*"]\nglobal_env = ["GLOBAL_MODE"]\n',
+    **{
+        f"packages/p{i}/pyproject.toml": (
+            f'[project]\nname = "p{i}"\n'
+            + (f'dependencies = ["p{i - 1}"]\n' if i else "")
+            + '\n[tool.vx.tasks.build]\ncmd = "mkdir -p dist && cat src/*.txt > dist/out"\n'
+            'outputs = ["dist/**"]\ninputs = ["src/**"]\nenv = ["MODE"]\n'
+            + ('depends_on = ["^build"]\n' if i else "")
+        )
+        for i in range(3)
+    },
+    **{f"packages/p{i}/src/{n}.txt": f"{i}-{n}\n" for i in range(3) for n in ("a", "b")},
+}
+
+
+def _git(ws: VxWorkspace, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@e", *args],
+        cwd=ws.path,
+        check=True,
+        capture_output=True,
+    )
+
+
+def _edit(ws: VxWorkspace, rng: random.Random, env: dict[str, str]) -> str:
+    """Apply one random edit; say what it was."""
+    project = ws.path / f"packages/p{rng.randrange(3)}"
+    sources = sorted((project / "src").glob("*.txt"))
+    kind = rng.choice(
+        [
+            "edit",
+            "edit-same-size",
+            "add",
+            "delete",
+            "rename",
+            "branch",
+            "pyproject",
+            "env",
+            "global-env",
+            "outputs",
+            "nothing",
+        ]
+    )
+    if kind == "edit" and sources:
+        path = rng.choice(sources)
+        path.write_text(path.read_text() + f"{rng.random()}\n")
+    elif kind == "edit-same-size" and sources:
+        path = rng.choice(sources)
+        text = path.read_text()
+        path.write_text(text[:-2] + rng.choice("xyz") + "\n" if len(text) > 1 else "q\n")
+    elif kind == "add":
+        (project / "src" / f"n{rng.randrange(1000)}.txt").write_text(f"{rng.random()}\n")
+    elif kind == "delete" and len(sources) > 1:
+        rng.choice(sources).unlink()
+    elif kind == "rename" and sources:
+        path = rng.choice(sources)
+        path.rename(path.with_name(f"r{rng.randrange(1000)}.txt"))
+    elif kind == "branch":
+        _git(ws, "add", "-A")
+        _git(ws, "commit", "-qm", "step", "--allow-empty")
+        branch = f"b{rng.randrange(3)}"
+        _git(ws, "checkout", "-q", "-B", branch, rng.choice(["main", "HEAD~1", "HEAD"]))
+    elif kind == "pyproject":
+        path = project / "pyproject.toml"
+        text = path.read_text()
+        change = rng.choice(
+            [
+                ("cat src/*.txt", "cat src/*.txt src/*.txt"),
+                ('inputs = ["src/**"]', 'inputs = ["src/a.txt"]'),
+                ('env = ["MODE"]', 'env = ["MODE", "OTHER"]'),
+            ]
+        )
+        text = text.replace(*change) if change[0] in text else text.replace(change[1], change[0])
+        path.write_text(text)
+    elif kind == "env":
+        env["MODE"] = rng.choice(["a", "b", ""])
+        env["OTHER"] = rng.choice(["1", "2"])
+    elif kind == "global-env":
+        env["GLOBAL_MODE"] = rng.choice(["x", "y"])
+    elif kind == "outputs":
+        out = project / "dist" / "out"
+        if out.exists():
+            out.unlink()
+    return kind
+
+
+def _decisions(summary: dict[str, Any] | None) -> dict[str, tuple[str, str]]:
+    assert summary is not None
+    return {t["id"]: (t["hash"], t["cache"]["status"]) for t in summary["tasks"]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_answers_with_the_server_equal_answers_without_it(vx_workspace: Make, seed: int) -> None:
+    rng = random.Random(seed)
+    ws = vx_workspace(PROPERTY_FILES)
+    _git(ws, "init", "-q", "-b", "main")
+    _git(ws, "add", "-A")
+    _git(ws, "commit", "-qm", "start")
+    env: dict[str, str] = {"MODE": "a", "OTHER": "1", "GLOBAL_MODE": "x"}
+    try:
+        first = ws.run_subprocess("run", "build", env={**env, **ON})
+        assert first.exit_code == 0, first.stderr
+        _wait_for_server(ws)
+        served = 0
+        for step in range(8):
+            kind = _edit(ws, rng, env)
+            context = f"seed {seed}, step {step} ({kind})"
+            with_server = ws.run_subprocess("run", "build", "--dry=json", env={**env, **ON})
+            without = ws.run_subprocess("run", "build", "--dry=json", env={**env, "VX_DAEMON": "0"})
+            assert with_server.exit_code == without.exit_code == 0, context + with_server.stderr
+            assert with_server.stdout == without.stdout, context
+            predicted = {
+                t["id"]: (t["hash"], t["cache"]["status"])
+                for t in json.loads(without.stdout)["tasks"]
+            }
+            use_server = rng.random() < 0.7
+            real = ws.run_subprocess(
+                "run", "build", env={**env, "VX_DAEMON": "1" if use_server else "0"}
+            )
+            assert real.exit_code == 0, context + real.stderr
+            assert "warning" not in real.stderr, context + real.stderr
+            assert _decisions(real.summary) == predicted, context
+            served = _status(ws)["served"]
+        assert served >= 8  # every dry run at least was answered by the server
+    finally:
+        ws.run_subprocess("daemon", "stop")
