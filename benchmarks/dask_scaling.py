@@ -32,6 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Every vx this script starts runs in its own process, as before the warm server
+# (benchmarks/run.py --daemon measures the server).
+os.environ.setdefault("VX_DAEMON", "0")
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from remote_servers import TurboLauncher, free_port, install_turbo_server  # noqa: E402

@@ -25,6 +25,10 @@ from typing import Any
 
 from vx.ipc import ChannelServer
 
+# Every vx this script starts runs in its own process, as before the warm server
+# (benchmarks/run.py --daemon measures the server).
+os.environ.setdefault("VX_DAEMON", "0")
+
 
 async def _in_loop(count: int, root: Path, call: bool) -> float:
     server = ChannelServer(root)

@@ -24,6 +24,10 @@ import sys
 import time
 from pathlib import Path
 
+# Every vx this script starts runs in its own process, as before the warm server
+# (benchmarks/run.py --daemon measures the server).
+os.environ.setdefault("VX_DAEMON", "0")
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generate import Shape, generate
 

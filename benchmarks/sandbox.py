@@ -20,6 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# Every vx this script starts runs in its own process, as before the warm server
+# (benchmarks/run.py --daemon measures the server).
+os.environ.setdefault("VX_DAEMON", "0")
+
 HERE = Path(__file__).resolve().parent
 CONFIGS = {
     "off": ["--sandbox=off"],
