@@ -76,6 +76,10 @@ def test_a_warm_full_hit_imports_no_heavy_module(vx_workspace: Make) -> None:
     # vx init and vx mcp: their hooks modules load (always), their dependencies must not.
     for heavy in ("tomlkit", "mcp", "anyio", "vx_init.propose", "vx_mcp.server", "vx.ipc"):
         assert heavy not in warm, f"a warm full hit imported {heavy}"
+    # Without a warm server (the suite runs with VX_DAEMON=0): only the decision whether to
+    # start one is made at the end of the run; its server and socket code stay unloaded.
+    for module in ("vx.daemon.server", "socket"):
+        assert module not in warm, f"a warm full hit imported {module}"
 
 
 def test_the_watch_plugin_imports_nothing_for_vx_run(vx_workspace: Make) -> None:

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -110,6 +109,8 @@ def spawn(root: Path, paths: ServerPaths) -> subprocess.Popen[bytes] | None:
 
 def ask(paths: ServerPaths, op: str, timeout: float = 5.0) -> dict[str, Any] | None:
     """Send ``op`` (``status``, ``stop``); the answer, or None when no server answers."""
+    import socket  # only for vx daemon commands: a run in its own process never asks
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
