@@ -416,6 +416,12 @@ def test_report_errors_name_the_fix(vx_workspace: Make) -> None:
     assert result.exit_code == 2
     assert "run history" in result.stderr
     assert "Traceback" not in result.stderr
+    # With the history plugin blocked, a stored run is still drawn (without p50s).
+    assert ws.run("run", "build").exit_code == 0
+    blocked = ws.run("-p", "no:history", "report", "-o", "blocked.html")
+    assert blocked.exit_code == 0, blocked.output
+    assert (ws.path / "blocked.html").is_file()
+    assert not list(ws.path.glob(".blocked.html.*.tmp"))
 
 
 # -- the report in a real browser -------------------------------------------------------

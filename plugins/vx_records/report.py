@@ -139,12 +139,18 @@ def render(document: dict[str, Any]) -> str:
 
 
 def _p50s(config: Config, task_ids: list[str], before: float) -> dict[str, float]:
-    """Each task's p50 over its last ``window`` executions before the run."""
-    from vx_history.store import HistoryStore, percentile
+    """Each task's p50 over its last ``window`` executions before the run (none when the
+    history plugin is blocked, whose setting ``window`` is)."""
+    from vx_history.store import HistoryError, HistoryStore, percentile
 
+    if not config.pluginmanager.has_plugin("history"):
+        return {}
     window = config.section("history").window
-    with HistoryStore.open(config.require_root()) as store:
-        durations = store.durations(window=window, task_ids=task_ids, before=before)
+    try:
+        with HistoryStore.open(config.require_root()) as store:
+            durations = store.durations(window=window, task_ids=task_ids, before=before)
+    except HistoryError as exc:
+        raise vx.UsageError(f"cannot read the run store: {exc}") from None
     return {task: percentile(sorted(values), 0.5) for task, values in durations.items() if values}
 
 
@@ -156,12 +162,13 @@ def run_report_command(config: Config) -> int:
     document = report_document(events, _p50s(config, ids, run.started_at), meta)
     page = render(document)
     path = config.invocation_dir / config.option.output
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         temporary.write_text(page, encoding="utf-8")
         os.replace(temporary, path)
     except OSError as exc:
+        temporary.unlink(missing_ok=True)
         raise vx.UsageError(f"vx report -o {config.option.output}: cannot write: {exc}") from None
     sys.stdout.write(f"wrote {path} (run {run_id}, {len(ids)} task(s))\n")
     return 0
