@@ -394,10 +394,13 @@ def test_calls_after_the_task_ended_are_no_ops(vx_workspace: Make, tmp_path: Pat
     """A grandchild outlives the task and reports afterwards: refused on its side (the socket
     is gone), no effect on vx."""
     marker = tmp_path / "late.txt"
+    ended = tmp_path / "run-ended"  # written by the test once vx has exited: no timing guess
     late = tmp_path / "late.py"
     late.write_text(
-        "import time, vx_ipc\n"
-        "time.sleep(1.5)\n"
+        "import os, time, vx_ipc\n"
+        "deadline = time.monotonic() + 60\n"
+        f"while not os.path.exists({str(ended)!r}) and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
         "ok = vx_ipc.add_inputs(['tool.py'])\n"
         f"open({str(marker)!r}, 'w').write(repr(ok))\n"
     )
@@ -412,7 +415,8 @@ def test_calls_after_the_task_ended_are_no_ops(vx_workspace: Make, tmp_path: Pat
     )
     result = ws.run_subprocess("run", "check")
     assert result.exit_code == 0, result.output
-    deadline = time.monotonic() + 30
+    ended.write_text("")
+    deadline = time.monotonic() + 90
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert marker.read_text() == "False"

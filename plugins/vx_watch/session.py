@@ -159,8 +159,8 @@ class WatchSession:
             services=self.services,
         )
         running = asyncio.ensure_future(self.runner.run_async())
+        # Change sets that arrived during the run (--interrupt), already acted on.
         arrived: list[ChangeSet] = []
-        """Change sets that arrived during the run (``--interrupt``) and already acted on."""
         if self.interrupt_runs:
             pending = pending or asyncio.ensure_future(self.watcher.next())
             while True:
