@@ -339,6 +339,40 @@ def test_each_run_of_vx_watch_is_its_own_trace(
     assert "warning:" not in watch.output
 
 
+def test_export_keeps_what_other_wrappers_give_the_task(
+    vx_workspace: Make, collector: FakeCollector
+) -> None:
+    """otel adds TRACEPARENT to the command spec; the sandbox (and the runner-aware
+    channel it must let through) still apply to the same spec."""
+    import shutil
+
+    tool = (
+        "import os, vx_ipc\n"
+        "print('traceparent', bool(os.environ.get('TRACEPARENT')))\n"
+        "print('reported', vx_ipc.add_inputs(['data.txt']))\n"
+    )
+    ws = vx_workspace(
+        {
+            "pyproject.toml": (
+                '[tool.vx]\nmembers = ["p"]\n[tool.vx.sandbox]\nmode = "required"\n'
+                'backend = "bwrap"\n'
+            ),
+            "p/pyproject.toml": (
+                '[project]\nname = "p"\n[tool.vx.tasks.check]\n'
+                f'cmd = "{sys.executable} tool.py"\ninputs = ["tool.py", "vx_ipc.py"]\n'
+            ),
+            "p/tool.py": tool,
+            "p/data.txt": "one\n",
+        }
+    )
+    shutil.copy(Path(__file__).resolve().parent.parent / "vx_ipc.py", ws.path / "p")
+    result = ws.run("run", "check", "--otel", env={"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url})
+    assert result.exit_code == 0, result.output
+    assert "p#check: traceparent True" in result.stdout
+    assert "p#check: reported True" in result.stdout, result.output
+    assert "p#check" in _by_name(collector.spans)
+
+
 def test_remote_cache_uploads_are_child_spans_of_their_task(
     vx_workspace: Make, collector: FakeCollector, fake_remote: FakeRemote
 ) -> None:

@@ -10,6 +10,7 @@ reported once, as a warning naming the endpoint; they never change the run's res
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
@@ -426,7 +427,7 @@ class RunExporter:
         env.pop("TRACESTATE", None)
         for key, value in carrier.items():
             env[key.upper()] = value
-        return type(spec)(argv=spec.argv, cwd=spec.cwd, env=env)
+        return dataclasses.replace(spec, env=env)  # keeps what other wrappers set
 
     def vx_task_finish(self, result: TaskResult, run: RunInfo) -> None:
         task = result.task

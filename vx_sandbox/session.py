@@ -10,7 +10,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import vx
@@ -243,7 +243,6 @@ class Session:
         *,
         traced: bool,
     ) -> CommandSpec:
-        from vx import CommandSpec
         from vx_sandbox.trace import strace_argv, strace_path
 
         policy = prepared.policy
@@ -251,19 +250,15 @@ class Session:
             strace = strace_path()
             assert strace is not None
             argv = strace_argv(strace, prepared.trace_file, argv, detach=self.backend != "bwrap")
+        # Built from ``spec``: what earlier wrappers set (the channel directory ...) stays.
         if self.backend == "audit":
-            return CommandSpec(argv=argv, cwd=spec.cwd, env=env, ipc_dir=spec.ipc_dir)
+            return replace(spec, argv=argv, env=env)
         if self.backend == "bwrap":
             from vx_sandbox.bwrap import bwrap_argv, bwrap_path
 
             bwrap = bwrap_path()
             assert bwrap is not None
-            return CommandSpec(
-                argv=bwrap_argv(bwrap, policy, str(spec.cwd), argv),
-                cwd=spec.cwd,
-                env=env,
-                ipc_dir=spec.ipc_dir,
-            )
+            return replace(spec, argv=bwrap_argv(bwrap, policy, str(spec.cwd), argv), env=env)
         from vx_ipc import CHANNEL_FD
         from vx_sandbox.landlock import LIST, READ, Confinement, handled_fs
 
@@ -276,20 +271,8 @@ class Session:
             prepared.confinement = confinement
         confinement = prepared.confinement
         if policy.network == "loopback":  # a network namespace: only in a forked child
-            return CommandSpec(
-                argv=argv,
-                cwd=spec.cwd,
-                env=env,
-                preexec=confinement.preexec(),
-                ipc_dir=spec.ipc_dir,
-            )
-        return CommandSpec(
-            argv=argv,
-            cwd=spec.cwd,
-            env=env,
-            confine=confinement.confine_thread,
-            ipc_dir=spec.ipc_dir,
-        )
+            return replace(spec, argv=argv, env=env, preexec=confinement.preexec())
+        return replace(spec, argv=argv, env=env, confine=confinement.confine_thread)
 
     # -- after a task -------------------------------------------------------------------
 
