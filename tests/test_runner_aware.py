@@ -342,6 +342,8 @@ for line in [b"not json\\n", b"[1, 2]\\n", b'{"v": 99, "op": "add_inputs"}\\n',
     assert reply["ok"] is False and reply["error"], reply
 s.sendall(b'{"v": 1, "id": 7, "op": "get_env", "name": "HOME", "tracked": false}\\n')
 assert json.loads(f.readline())["id"] == 7  # still served after the refusals
+s.sendall(b'{"v": 1, "op": "add_inputs", "paths": ["/\\ud800"]}\\n')  # no file name
+assert json.loads(f.readline())["refused"] == ["/\\ud800"]
 try:
     s.sendall(b"x" * (3 << 20) + b"\\n")
     rest = f.read()
@@ -355,6 +357,7 @@ print("client survived")
     result = ws.run_subprocess("run", "check")
     assert result.exit_code == 0, result.output
     assert "client survived" in result.output
+    assert "Traceback" not in result.output
     for message in (
         "a request that is not JSON",
         "add_inputs refused: paths must be a list of strings",

@@ -267,7 +267,10 @@ class ChannelServer:
         absolute path inside it (symlinks resolved), or it is under ``.vx/``."""
         if not path.startswith("/") or "\0" in path:
             return None
-        resolved = os.path.realpath(path)
+        try:
+            resolved = os.path.realpath(path)
+        except ValueError:  # not encodable as a file name (a lone surrogate from JSON)
+            return None
         root = self.root
         if resolved == root or not resolved.startswith(root + os.sep):
             return None
