@@ -8,6 +8,7 @@ import os
 import pwd
 import random
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -201,6 +202,25 @@ def test_a_hung_server_is_bypassed_and_replaced(workspace: VxWorkspace) -> None:
     assert "did not answer" in warnings[0]
     _wait_gone(pid)  # the client killed it
     assert _wait_for_server(workspace)["pid"] != pid
+
+
+def test_a_busy_server_is_left_alone(workspace: VxWorkspace) -> None:
+    """Another command holds the server (here: a connection that sends nothing): a second
+    client runs without it and does not kill it."""
+    status = _warm(workspace)
+    holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    holder.connect(status["socket"])
+    try:
+        result = workspace.run_subprocess("run", "build", env=ON, timeout=60)
+    finally:
+        holder.close()
+    assert result.exit_code == 0
+    assert "2 cached, 2 total" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if "warm server" in line]
+    assert warnings == [
+        "vx: warning: the warm server is busy with another command; running without it"
+    ]
+    assert _wait_for_server(workspace)["pid"] == status["pid"]  # still the same server
 
 
 def test_the_socket_is_private_to_the_user(workspace: VxWorkspace, tmp_path: Path) -> None:

@@ -133,6 +133,8 @@ class ServerPaths:
         self.socket = os.path.join(directory, name + ".sock")
         self.pid = os.path.join(directory, name + ".pid")
         self.log = os.path.join(directory, name + ".log")
+        self.busy = os.path.join(directory, name + ".busy")
+        """Exists while the server answers a request (it answers one at a time)."""
 
 
 def _fnv1a(data: bytes) -> str:
@@ -331,6 +333,9 @@ def _ask(paths: ServerPaths, args: list[str], cwd: str, started: float) -> int |
             write_frame(sock, request, [0, 1, 2])
             answer, _ = read_frame(sock)
         except TimeoutError:
+            if _busy(paths):  # answering another command: healthy, just not free
+                _warn("the warm server is busy with another command; running without it")
+                return None
             _stop_hung(paths)
             _warn(
                 f"the warm server did not answer within {ACK_TIMEOUT:g} s; stopped it, "
@@ -395,6 +400,17 @@ def _server_pid(paths: ServerPaths) -> int | None:
     return pid if b"vx.daemon.server" in cmdline else None
 
 
+def _busy(paths: ServerPaths) -> bool:
+    """Whether the server is within a request it may still legitimately be answering."""
+    import time  # built in: costs nothing, but only needed here
+
+    try:
+        age = time.time() - os.stat(paths.busy).st_mtime
+    except OSError:
+        return False
+    return age < DECIDE_TIMEOUT + DONE_TIMEOUT
+
+
 def _stop_hung(paths: ServerPaths) -> None:
     """A server that does not answer is killed (it is ours: same user, our pid file) and
     its files removed, so the next run starts a fresh one."""
@@ -410,7 +426,7 @@ def _stop_hung(paths: ServerPaths) -> None:
 
 
 def _forget(paths: ServerPaths) -> None:
-    for path in (paths.socket, paths.pid):
+    for path in (paths.socket, paths.pid, paths.busy):
         try:  # noqa: SIM105 - contextlib is not imported on the client's path
             os.unlink(path)
         except OSError:

@@ -120,9 +120,14 @@ class Server:
             except TimeoutError:
                 continue
             self.last_request = time.monotonic()
-            with connection:
-                if not self.handle(connection):
-                    return
+            # A client that gets no ack in time kills a hung server, not a busy one.
+            with open(self.paths.busy, "wb"), connection:
+                try:
+                    if not self.handle(connection):
+                        return
+                finally:
+                    with contextlib.suppress(OSError):
+                        os.unlink(self.paths.busy)
 
     def _owns_socket(self) -> bool:
         try:
