@@ -492,3 +492,26 @@ def test_answers_with_the_server_equal_answers_without_it(vx_workspace: Make, se
         assert served >= 8  # every dry run at least was answered by the server
     finally:
         ws.run_subprocess("daemon", "stop")
+
+
+def test_the_daemon_flags_before_double_dash_only() -> None:
+    from vx.daemon.client import explicit_mode
+
+    env = {"VX_DAEMON": "0"}
+    assert explicit_mode(["run", "build", "--daemon"], env) is True
+    assert explicit_mode(["run", "build", "--", "--daemon"], env) is False  # an argument
+    assert explicit_mode(["--no-daemon", "run", "--", "--daemon"], {}) is False
+
+
+def test_a_server_that_cannot_start_leaves_the_run_passing(workspace: VxWorkspace) -> None:
+    log = Path(server_paths(str(workspace.path.resolve())).log)
+    log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    log.mkdir()  # its log cannot be opened
+    try:
+        result = workspace.run_subprocess("run", "build", env=ON)
+    finally:
+        log.rmdir()
+    assert result.exit_code == 0, result.output
+    assert "vx: warning: could not start the warm server:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "internal error" not in result.stderr

@@ -393,7 +393,10 @@ def _main(args: list[str], started: float) -> int:
         from vx.daemon.control import autostart
 
         sys.stdout.flush()
-        autostart(args, root, tool_vx(root_data or {}) or {})
+        try:
+            autostart(args, root, tool_vx(root_data or {}) or {})
+        except OSError as exc:  # the run itself passed: starting a server is a convenience
+            _log.warning(f"could not start the warm server: {exc}")
     return code
 
 

@@ -83,9 +83,9 @@ def ci_detected(environ: Any = None) -> bool:
 def explicit_mode(args: list[str], environ: Any = None) -> bool | None:
     """``--daemon``/``--no-daemon`` (the last one wins), else ``VX_DAEMON``; None: not said
     (``auto`` or unset)."""
+    if "--" in args:  # what follows is not vx's
+        args = args[: args.index("--")]
     for arg in reversed(args):
-        if arg == "--":
-            continue
         if arg == "--daemon":
             return True
         if arg == "--no-daemon":

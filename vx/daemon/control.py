@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 from vx.daemon.client import (
     ServerPaths,
+    _forget,
     _private,
     _server_pid,
     ci_detected,
@@ -159,18 +161,18 @@ def stop(root: Path, timeout: float = 10.0) -> int | None:
     if answer is not None and isinstance(answer.get("pid"), int):
         pid = answer["pid"]
     if pid is None:
-        for path in (paths.socket, paths.pid):
-            if os.path.exists(path):
-                os.unlink(path)
+        _forget(paths)
         return None
+    if answer is None:  # it did not answer: ask the process itself
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.02)
     if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
-        for path in (paths.socket, paths.pid):
-            if os.path.exists(path):
-                os.unlink(path)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _forget(paths)
     return pid
 
 
