@@ -503,6 +503,11 @@ def test_the_daemon_flags_before_double_dash_only() -> None:
     assert explicit_mode(["--no-daemon", "run", "--", "--daemon"], {}) is False
 
 
+def test_an_empty_vx_daemon_means_not_said(workspace: VxWorkspace) -> None:
+    result = workspace.run_subprocess("run", "build", "--no-daemon", env={"VX_DAEMON": ""})
+    assert result.exit_code == 0, result.output
+
+
 def test_a_server_that_cannot_start_leaves_the_run_passing(workspace: VxWorkspace) -> None:
     log = Path(server_paths(str(workspace.path.resolve())).log)
     log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -171,6 +171,7 @@ def _changed_projects(workspace: Workspace, revisions: str, text: str) -> set[st
 def _root_input_users(workspace: Workspace, path: Path) -> set[str]:
     """Projects with a task whose ``//`` inputs match ``path`` (a file of the root)."""
     from vx.globs import globs
+    from vx.keys import ROOT_INPUT
 
     try:
         relative = path.relative_to(workspace.root).as_posix()
@@ -180,7 +181,7 @@ def _root_input_users(workspace: Workspace, path: Path) -> set[str]:
         project.name
         for project in workspace.projects.values()
         for task in project.tasks.values()
-        if (rooted := tuple(p[2:] for p in task.inputs or () if p.startswith("//")))
+        if (rooted := tuple(p[2:] for p in task.inputs or () if p.startswith(ROOT_INPUT)))
         and globs(rooted).match(relative)
     }
 

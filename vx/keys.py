@@ -212,21 +212,10 @@ class KeyBuilder:
                 dep_prefix = _prefix(dependency)
                 paths.extend(dep_prefix + n for n in self._matching(dependency, patterns, task))
         if rooted:
-            paths.extend(self._root_files(rooted))
+            # Files of the root outside member projects (the root project's own files).
+            root = next((p for p in self.workspace.projects.values() if p.relpath == "."), None)
+            paths.extend(self._matching(root or self._root_project(), rooted, task))
         return paths
-
-    def _root_files(self, patterns: tuple[str, ...]) -> list[str]:
-        """Files of the workspace root outside member projects matching ``patterns`` (the
-        ``//`` inputs, root-relative; memoized)."""
-        memo = ("//", patterns)
-        found = self._selected.get(memo)
-        if found is None:
-            root_project = next(
-                (p for p in self.workspace.projects.values() if p.relpath == "."), None
-            )
-            found = globs(patterns).filter(self.lister.files(root_project or self._root_project()))
-            self._selected[memo] = found
-        return found
 
     def _transitive_projects(self, project: Project) -> list[Project]:
         seen: dict[str, Project] = {}

@@ -287,6 +287,12 @@ class CoreSettings(BaseSettings):
     tasks: dict[str, TaskSettings] = Field(default_factory=dict)
     skip_templates: list[str] = Field(default_factory=list)
 
+    @field_validator("daemon", mode="before")
+    @classmethod
+    def _daemon(cls, value: Any) -> Any:
+        # VX_DAEMON= (set but empty) means "not said", as the client reads it.
+        return "auto" if isinstance(value, str) and not value.strip() else value
+
     @field_validator("daemon_idle_timeout")
     @classmethod
     def _idle_timeout(cls, value: float | str) -> float | str:
