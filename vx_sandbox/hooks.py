@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import vx
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from vx import Config, Executor, Parser, Task
+    from vx import Config, Executor, Parser, Task, TaskGraph
 
 MODES = ("off", "best-effort", "required", "audit")
 #: The effective mode of this invocation, resolved once.
@@ -61,18 +62,38 @@ def sandbox_mode(config: Config) -> str:
     return mode
 
 
+def task_sandboxed(task: Task) -> bool:
+    table = task.definition.plugin_settings.get("sandbox")
+    return table is None or bool(table.enabled)
+
+
+def policy_component(settings: Any, task: Task, audit: bool) -> str:
+    """The policy part of the cache key: what the task may access beyond its declarations
+    (which are in the key already) and whether it was confined at all. Not the backend."""
+    own = task.definition.plugin_settings.get("sandbox")
+    network = settings.network if own is None or own.network is None else own.network
+    document = {
+        "audit": audit,
+        "network": network,
+        "read": [*settings.read, *(own.read if own else [])],
+        "write": [*settings.write, *(own.write if own else [])],
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
 @vx.hookimpl
-def vx_task_hash_components(task: Task, config: Config) -> dict[str, str] | None:
+def vx_graph_hash_components(graph: TaskGraph, config: Config) -> dict[str, dict[str, str]] | None:
     """The policy (not the backend) is part of every sandboxed task's key, for every command
-    that computes keys (``vx run``, ``vx why`` ...)."""
+    that computes keys (``vx run``, ``vx why`` ...): one call per key computation."""
     mode = sandbox_mode(config)
     if mode == "off":
         return None
-    from vx_sandbox.session import policy_component, task_sandboxed
-
-    if not task_sandboxed(task):
-        return None
-    return {"sandbox.policy": policy_component(config.section("sandbox"), task, mode == "audit")}
+    settings, audit = config.section("sandbox"), mode == "audit"
+    return {
+        task.id: {"sandbox.policy": policy_component(settings, task, audit)}
+        for task in graph
+        if task_sandboxed(task)
+    }
 
 
 @vx.hookimpl

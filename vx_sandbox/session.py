@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import sys
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import vx
+from vx_sandbox.hooks import task_sandboxed
 from vx_sandbox.policy import Policy, PolicyError, build_policy
 from vx_sandbox.report import Violation, denied, format_violations, undeclared
 
@@ -36,25 +36,6 @@ __all__ = ["Session"]
 #: CLOCK_REALTIME_COARSE (Linux), the clock file timestamps are taken from.
 _REALTIME_COARSE = getattr(time, "CLOCK_REALTIME_COARSE", 5)
 _INSTALL_STRACE = "install strace (Debian: apt-get install strace)"
-
-
-def task_sandboxed(task: Task) -> bool:
-    table = task.definition.plugin_settings.get("sandbox")
-    return table is None or bool(table.enabled)
-
-
-def policy_component(settings: Any, task: Task, audit: bool) -> str:
-    """The policy part of the cache key: what the task may access beyond its declarations
-    (which are in the key already) and whether it was confined at all. Not the backend."""
-    own = task.definition.plugin_settings.get("sandbox")
-    network = settings.network if own is None or own.network is None else own.network
-    document = {
-        "audit": audit,
-        "network": network,
-        "read": [*settings.read, *(own.read if own else [])],
-        "write": [*settings.write, *(own.write if own else [])],
-    }
-    return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass
