@@ -160,6 +160,27 @@ def test_a_copied_checkout_never_uses_the_originals_workspace(
     assert not (ws.path / "packages/core/dist").exists()  # the original was not touched
 
 
+def test_variables_that_configure_nothing_keep_the_workspace_cache(
+    vx_workspace: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The benchmarks and users switch the warm server per run (VX_DAEMON=0), and a vx run
+    # inside a task gets its own VX_IPC: neither may cost a revalidation (pydantic).
+    ws = vx_workspace(FILES)
+    assert ws.run_subprocess("run", "build").exit_code == 0
+    monkeypatch.setenv("VX_DAEMON", "off")
+    monkeypatch.setenv("VX_IPC", "/tmp/vx-ipc-of-some-task.sock")
+    warm, out = _imported(ws, "run", "build")
+    assert "2 cached, 2 total" in out
+    assert "pydantic" not in warm
+    monkeypatch.setenv("VX_CONCURRENCY", "3")  # a setting: validated again
+    warm, _ = _imported(ws, "run", "build")
+    assert "pydantic" in warm
+    # A value that does not validate is never taken from the cache.
+    result = ws.run_subprocess("run", "build", env={"VX_DAEMON": "maybe"})
+    assert result.exit_code == 78, result.output
+    assert "VX_DAEMON" in result.stderr
+
+
 def test_an_edited_root_pyproject_is_read_again(vx_workspace: Make) -> None:
     ws = vx_workspace(FILES)
     assert ws.run_subprocess("run", "build").exit_code == 0

@@ -28,8 +28,26 @@ from vx.workspace import Workspace
 __all__ = ["SettingsView", "WorkspaceCache", "freeze_settings"]
 
 _FORMAT = 1
-#: Set by vx for tasks; they do not change the configuration.
-_IGNORED_ENV = frozenset({"VX_TASK_ID", "VX_PROJECT_DIR", "VX_WORKSPACE_ROOT"})
+#: Set by vx for tasks, or read by hand and not part of the settings: they do not change
+#: the configuration (``VX_IPC`` differs in every task, so a vx run inside a task would
+#: never find its workspace cache).
+_IGNORED_ENV = frozenset(
+    {
+        *("VX_TASK_ID", "VX_PROJECT_DIR", "VX_WORKSPACE_ROOT", "VX_IPC"),
+        *("VX_DAEMON_DIR", "VX_NO_ENTRYPOINT_CACHE", "VX_NO_GIT_LISTING"),
+        *("VX_PLUGINS", "VX_DISABLE_PLUGIN_AUTOLOAD"),  # in the key as the loaded plugins
+    }
+)
+#: Values of ``VX_DAEMON`` that validate and are read by hand (the warm server's client):
+#: switching between them (``VX_DAEMON=0`` for one run) must not revalidate everything.
+_DAEMON_VALUES = frozenset({"", "auto", "1", "true", "yes", "on", "0", "false", "no", "off"})
+
+
+def _configuring(name: str, value: str) -> bool:
+    """Whether a ``VX_*`` variable can change the validated settings."""
+    if name == "VX_DAEMON":
+        return value.strip().lower() not in _DAEMON_VALUES  # kept so a bad value is refused
+    return name.startswith("VX_") and name not in _IGNORED_ENV
 
 
 class SettingsView:
@@ -82,9 +100,7 @@ class WorkspaceCache:
 
     def __init__(self, root: Path, plugins: Iterable[tuple[str, str]]) -> None:
         self.path = root / ".vx" / "workspace.pickle"
-        env = sorted(
-            (k, v) for k, v in os.environ.items() if k.startswith("VX_") and k not in _IGNORED_ENV
-        )
+        env = sorted((k, v) for k, v in os.environ.items() if _configuring(k, v))
         # The root itself: a copied checkout (with its .vx) must not load the original's.
         key = (str(root.resolve()), sorted(plugins), env, _layout())
         digest = blake3.blake3(repr(key).encode()).hexdigest()
