@@ -191,6 +191,10 @@ def test_a_version_1_store_is_migrated(vx_workspace: Make) -> None:
         " NULL, NULL)",
         (time.time() - 60,),
     )
+    db.execute(
+        "INSERT INTO task_results VALUES (1, 'a#build', 'k1', 'success', 'miss', NULL, 0, 12.5,"
+        " 1, 0.0, 12.5, 0)"
+    )
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
@@ -200,8 +204,14 @@ def test_a_version_1_store_is_migrated(vx_workspace: Make) -> None:
         assert [r.run_id for r in runs][-1] == "old-run"
         assert store.events("old-run") is None
         assert store.events(runs[0].run_id) is not None
+        kept = [t for t in store.task_results() if t.run_id == "old-run"]
+        assert [(t.task_id, t.key, t.duration_ms) for t in kept] == [("a#build", "k1", 12.5)]
+        assert store.key_outcomes([("a#build", "k1")]) == {("a#build", "k1"): (1, 0, 0)}
     check = sqlite3.connect(ws.path / ".vx" / "history.db")
-    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    # Version 3: a run's results are stored together (appended), not one per task's page.
+    primary_key = {row[1]: row[5] for row in check.execute("PRAGMA table_info(task_results)")}
+    assert (primary_key["run"], primary_key["task_id"]) == (1, 2)
 
 
 # -- replay -----------------------------------------------------------------------------

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: Version of the schema this code writes; :meth:`HistoryStore.open` upgrades older ones.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Task statuses that count as passing.
 PASSED = ("success", "flaky")
@@ -87,6 +87,30 @@ _MIGRATIONS = (
         size INTEGER NOT NULL,
         data BLOB NOT NULL
     );
+    """,
+    # 3: task results keyed by (run, task_id), so a run's rows are appended together
+    # instead of scattered over the whole table (one page write per task per run); only
+    # executed results are indexed by task, which is what the per-task queries read.
+    """
+    CREATE TABLE task_results_by_run (
+        run INTEGER NOT NULL,
+        task_id TEXT NOT NULL,
+        key TEXT,
+        status TEXT NOT NULL,
+        cache_status TEXT,
+        cache_source TEXT,
+        exit_code INTEGER NOT NULL,
+        duration_ms REAL NOT NULL,
+        attempts INTEGER NOT NULL,
+        start_ms REAL,
+        end_ms REAL,
+        slot INTEGER,
+        PRIMARY KEY (run, task_id)
+    ) WITHOUT ROWID;
+    INSERT INTO task_results_by_run SELECT * FROM task_results;
+    DROP TABLE task_results;
+    ALTER TABLE task_results_by_run RENAME TO task_results;
+    CREATE INDEX task_results_executed ON task_results (task_id, key) WHERE attempts > 0;
     """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -211,6 +235,10 @@ _TASK_COLUMNS = (
     "r.run_id, t.task_id, t.key, t.status, t.cache_status, t.cache_source, t.exit_code, "
     "t.duration_ms, t.attempts, t.start_ms, t.end_ms, t.slot, r.started_at"
 )
+
+
+def _by_task_id(record: TaskRecord) -> str:
+    return record.task_id
 
 
 def _run(row: tuple[object, ...]) -> RunRecord:
@@ -352,7 +380,7 @@ class HistoryStore:
                         t.end_ms,
                         t.slot,
                     )
-                    for t in results
+                    for t in sorted(results, key=_by_task_id)
                 ],
             )
             if events is not None:
@@ -527,10 +555,15 @@ class HistoryStore:
         return durations
 
     def _pairs(
-        self, select: str, pairs: Iterable[tuple[str, str]], tail: str = ""
+        self,
+        select: str,
+        pairs: Iterable[tuple[str, str]],
+        tail: str = "",
+        params: Sequence[object] = (),
     ) -> Iterator[tuple[object, ...]]:
         """Rows of ``SELECT {select} FROM task_results t JOIN wanted w`` matching ``pairs`` on
-        ``(task_id, key)`` (found through the primary key's ``task_id`` prefix)."""
+        ``(task_id, key)`` (found through the index of executed results when ``tail``
+        requires ``t.attempts > 0``); ``params`` fill the placeholders of ``tail``."""
         wanted = list(dict.fromkeys(pairs))
         for start in range(0, len(wanted), 400):
             chunk = wanted[start : start + 400]
@@ -538,17 +571,28 @@ class HistoryStore:
             yield from self._db.execute(
                 f"WITH w(task_id, key) AS (VALUES {values}) SELECT {select} FROM w "
                 "JOIN task_results t ON t.task_id = w.task_id AND t.key = w.key " + tail,
-                [item for pair in chunk for item in pair],
+                [*(item for pair in chunk for item in pair), *params],
             )
 
-    def passed_keys(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        """The ``(task_id, key)`` pairs that passed or were restored in a recorded run."""
-        rows = self._pairs(
-            "DISTINCT t.task_id, t.key",
-            pairs,
-            "WHERE t.status IN ('success', 'flaky', 'cached')",
+    def passed_keys(
+        self, pairs: Iterable[tuple[str, str]], *, recent_runs: int = 20
+    ) -> set[tuple[str, str]]:
+        """The ``(task_id, key)`` pairs that passed when they ran in a recorded run, or were
+        restored from a cache in one of the newest ``recent_runs`` runs (hits are not
+        indexed by task: looking them up in every kept run would cost each run's writes)."""
+        wanted = list(dict.fromkeys(pairs))
+        select = "DISTINCT t.task_id, t.key"
+        ran = self._pairs(
+            select, wanted, "WHERE t.attempts > 0 AND t.status IN ('success', 'flaky')"
         )
-        return {(str(task_id), str(key)) for task_id, key in rows}
+        restored = self._pairs(
+            select,
+            wanted,
+            "WHERE t.status = 'cached' AND t.run IN "
+            "(SELECT id FROM runs ORDER BY started_at DESC, id DESC LIMIT ?)",
+            [recent_runs],
+        )
+        return {(str(task_id), str(key)) for task_id, key in (*ran, *restored)}
 
     def key_outcomes(
         self, pairs: Iterable[tuple[str, str]]
