@@ -456,6 +456,48 @@ def test_raising_observer_is_disabled_with_one_warning(vx_workspace: MakeWorkspa
     assert "3 successful, 3 total" in result.stdout
 
 
+def test_an_observer_registered_during_the_run_sees_the_later_events(
+    vx_workspace: MakeWorkspace,
+) -> None:
+    # Observer lists are cached per hook: a registration after the first events must show.
+    late = "vxt_late"
+    workspace = vx_workspace(
+        {
+            **root(plugins=[late]),
+            **projects("a", "b", "c"),
+            f"{late}.py": module(
+                """
+                from pathlib import Path
+
+                class Counter:
+                    def __init__(self, root):
+                        self.root = root
+
+                    @vx.hookimpl
+                    def vx_task_finish(self, result, run):
+                        with open(Path(self.root) / "late.txt", "a") as f:
+                            f.write(result.task.id + "\\n")
+
+                @vx.hookimpl
+                def vx_configure(config):
+                    global CONFIG
+                    CONFIG = config
+
+                @vx.hookimpl
+                def vx_task_start(task, run):
+                    pm = CONFIG.pluginmanager
+                    if task.id == "b#build" and not pm.has_plugin("late-counter"):
+                        pm.register(Counter(CONFIG.root), name="late-counter")
+                """
+            ),
+        }
+    )
+    result = workspace.run("run", "build", "-j", "1")
+    assert result.exit_code == 0, result.output
+    # a#build finished before the registration; b and c after it.
+    assert (workspace.path / "late.txt").read_text().split() == ["b#build", "c#build"]
+
+
 def test_required_plugins_missing(vx_workspace: MakeWorkspace) -> None:
     workspace = vx_workspace(
         {**root(required_plugins=["vx-build>=0.1", "vx-nonexistent-zzz>=1.2"]), **projects("a")}

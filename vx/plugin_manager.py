@@ -59,6 +59,8 @@ class VxPluginManager(pluggy.PluginManager):
 
     def __init__(self, trace: Callable[[str], None] | None = None) -> None:
         super().__init__("vx")
+        self.generation = 0
+        """Bumped by every registration change (observer lists are cached per generation)."""
         self.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
         self.disabled_observers: set[str] = set()
@@ -70,6 +72,18 @@ class VxPluginManager(pluggy.PluginManager):
         self.hook.vx_addhooks.call_historic(kwargs={"pluginmanager": self})
 
     # -- registration ------------------------------------------------------
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        self.generation += 1
+        return super().register(plugin, name)
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        self.generation += 1
+        return super().unregister(plugin, name)
+
+    def add_hookspecs(self, module_or_class: types.ModuleType | type) -> None:
+        self.generation += 1
+        super().add_hookspecs(module_or_class)
 
     def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
         """pluggy looks up every attribute of a plugin with ``inspect.getattr_static``; for a
@@ -239,6 +253,10 @@ def blame(exc: BaseException, impls: Iterable[pluggy.HookImpl]) -> str | None:
     return culprit
 
 
+#: An observer implementation: plugin name, function, argument names.
+_Observer = tuple[str, Callable[..., object], tuple[str, ...]]
+
+
 @final
 class HookRelay:
     """Typed facade over ``pm.hook``: the kernel's calls are type-checked.
@@ -250,6 +268,7 @@ class HookRelay:
 
     def __init__(self, pm: VxPluginManager) -> None:
         self._pm = pm
+        self._observers: dict[str, tuple[int, tuple[_Observer, ...]]] = {}
 
     def _call(self, name: str, **kwargs: Any) -> Any:
         caller: pluggy.HookCaller = getattr(self._pm.hook, name)
@@ -374,20 +393,32 @@ class HookRelay:
         return spec
 
     # observers
+    def _observers_of(self, name: str) -> tuple[_Observer, ...]:
+        """The implementations of observer hook ``name``, in call order (cached until a
+        plugin is registered or unregistered: the hot path calls these per task)."""
+        generation = self._pm.generation
+        cached = self._observers.get(name)
+        if cached is None or cached[0] != generation:
+            caller: pluggy.HookCaller = getattr(self._pm.hook, name)
+            impls = reversed(caller.get_hookimpls())
+            observers = tuple((i.plugin_name, i.function, tuple(i.argnames)) for i in impls)
+            cached = self._observers[name] = (generation, observers)
+        return cached[1]
+
     def notify(self, name: str, **kwargs: Any) -> None:
         """Call observer hook ``name`` on each plugin; one that raises is disabled for the run."""
-        caller: pluggy.HookCaller = getattr(self._pm.hook, name)
-        for impl in reversed(caller.get_hookimpls()):
-            if impl.plugin_name in self._pm.disabled_observers:
+        disabled = self._pm.disabled_observers
+        for plugin_name, function, argnames in self._observers_of(name):
+            if disabled and plugin_name in disabled:
                 continue
             try:
-                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+                function(*[kwargs[arg] for arg in argnames])
             except Exception as exc:
-                self._pm.disabled_observers.add(impl.plugin_name)
+                disabled.add(plugin_name)
                 from vx import _log
 
                 _log.warning(
-                    f"{self._pm.info_for(impl.plugin_name)} raised in {name} and is disabled "
+                    f"{self._pm.info_for(plugin_name)} raised in {name} and is disabled "
                     f"for the rest of this run: {type(exc).__name__}: {exc}"
                 )
 
