@@ -498,6 +498,33 @@ def test_an_observer_registered_during_the_run_sees_the_later_events(
     assert (workspace.path / "late.txt").read_text().split() == ["b#build", "c#build"]
 
 
+def test_hooks_of_an_instance_are_found_on_its_classes() -> None:
+    from vx.plugin_manager import VxPluginManager
+
+    class Base:
+        @vx.hookimpl
+        def vx_task_finish(self, result: object, run: object) -> None:
+            pass
+
+    class Observer(Base):
+        @property
+        def vx_run_start(self) -> None:  # a hook name, but a property: never evaluated
+            raise AssertionError("evaluated")
+
+        @vx.hookimpl
+        def vx_run_finish(self, run: object, config: object) -> None:
+            pass
+
+        def vx_task_start(self, task: object, run: object) -> None:  # no marker: not a hook
+            pass
+
+    pm = VxPluginManager()
+    plugin = Observer()
+    pm.register(plugin, name="observer")
+    implemented = {caller.name for caller in pm.get_hookcallers(plugin) or []}
+    assert implemented == {"vx_task_finish", "vx_run_finish"}
+
+
 def test_required_plugins_missing(vx_workspace: MakeWorkspace) -> None:
     workspace = vx_workspace(
         {**root(required_plugins=["vx-build>=0.1", "vx-nonexistent-zzz>=1.2"]), **projects("a")}

@@ -89,14 +89,19 @@ class VxPluginManager(pluggy.PluginManager):
         """pluggy looks up every attribute of a plugin with ``inspect.getattr_static``; for a
         module (every entry-point plugin) only a function in its namespace that carries the
         ``vx`` hookimpl marker can be a hook, so the rest (imports, constants, classes) are
-        skipped with a dictionary lookup. Other plugin objects go through pluggy as they are."""
+        skipped with a dictionary lookup; for other objects the same holds for the functions
+        of their class (a hook implemented as a method)."""
+        if isinstance(plugin, type):
+            return super().parse_hookimpl_opts(plugin, name)
         if isinstance(plugin, types.ModuleType):
             value = vars(plugin).get(name)
-            if isinstance(value, types.FunctionType):
-                if getattr(value, "vx_impl", None) is None:
-                    return None
-            elif not isinstance(value, (staticmethod, classmethod, types.MethodType)):
+        else:  # an instance (the terminal reporter, the event log ...): its class's methods
+            value = _static_attribute(plugin, name)
+        if isinstance(value, types.FunctionType):
+            if getattr(value, "vx_impl", None) is None:
                 return None
+        elif not isinstance(value, (staticmethod, classmethod, types.MethodType)):
+            return None
         return super().parse_hookimpl_opts(plugin, name)
 
     def register_plugin(self, plugin: object, info: PluginInfo) -> None:
@@ -228,6 +233,18 @@ class VxPluginManager(pluggy.PluginManager):
                     f"{file}: {key}: required plugin '{text}' is installed at version "
                     f"{installed}, which does not satisfy it; fix: pip install '{text}'"
                 )
+
+
+def _static_attribute(plugin: object, name: str) -> object:
+    """``name`` as stored on ``plugin`` or its classes (what ``inspect.getattr_static``
+    finds, without its descriptor handling)."""
+    instance_vars = getattr(plugin, "__dict__", None)
+    if instance_vars is not None and name in instance_vars:
+        return instance_vars[name]
+    for klass in type(plugin).__mro__:
+        if name in klass.__dict__:
+            return klass.__dict__[name]
+    return None
 
 
 def _distribution_of(module_name: str) -> tuple[str | None, str | None]:
