@@ -769,3 +769,25 @@ def test_run_as_a_subprocess(vx_workspace: Make) -> None:
     assert result.exit_code == 0, result.output
     assert result.outcomes == {"a#t": "success"}
     assert "a#t: hi from a#t" in result.stdout
+
+
+def test_words_that_name_other_commands_are_parsed_as_the_full_parser_would(
+    vx_workspace: Make,
+) -> None:
+    # Only the invoked command's options are built; a guess misled by a directory or a
+    # task named like another command (graph, why) must still parse as before.
+    ws = vx_workspace(
+        {
+            "pyproject.toml": ROOT,
+            "packages/graph/pyproject.toml": project(
+                "graph", {"why": {"cmd": "echo why-ran"}, "build": {"cmd": "echo built"}}
+            ),
+        }
+    )
+    packages = ws.path / "packages"
+    result = ws.run_subprocess("-C", "graph", "run", "why", cwd=packages)
+    assert result.exit_code == 0, result.output
+    assert result.outcomes == {"graph#why": "success"}
+    result = ws.run_subprocess("-C", "graph", "run", "build", "--bogus", cwd=packages)
+    assert result.exit_code == 2
+    assert "unrecognized arguments: --bogus" in result.stderr

@@ -82,8 +82,12 @@ class Parser:
         else:
             self._options.append((command, flags, kwargs))
 
-    def build(self) -> argparse.ArgumentParser:
-        main = _ArgumentParser(
+    def build(self, only: str | None = None) -> argparse.ArgumentParser:
+        """The argparse parser. ``only``: the other subcommands get no arguments (their
+        help line stays), and a parse error raises :class:`_FullParserNeeded` instead of
+        exiting: the caller parses again with every subcommand built (see :func:`parse`)."""
+        parser_class = _ArgumentParser if only is None else _PartialArgumentParser
+        main = parser_class(
             prog="vx",
             description="vx: a plugin-first build system and task runner for Python monorepos.",
             epilog="Exit codes: 0 success; highest task exit code when a task fails; "
@@ -106,6 +110,8 @@ class Parser:
             sub = subparsers.add_parser(
                 command.name, help=command.help, description=command.help, allow_abbrev=False
             )
+            if only is not None and command.name != only:
+                continue
             if command.configure is not None:
                 command.configure(sub)
             for option_command, flags, kwargs in self._options:
@@ -120,6 +126,26 @@ class Parser:
         if unknown:
             raise PluginError(f"options were added to unknown command(s): {', '.join(unknown)}")
         return main
+
+
+def parse(parser: Parser, args: list[str]) -> argparse.Namespace:
+    """Parse ``args``, building only the named subcommand's arguments (a ``vx run`` needs
+    none of the ~150 options of the other commands); anything unexpected (a parse error,
+    help, another command than guessed) is parsed again by the full parser, so errors,
+    hints and help are exactly the full parser's."""
+    args = _optional_values_need_equals(parser, args)
+    guess = None
+    if not {"-h", "--help"} & set(args):
+        guess = next((arg for arg in args if arg in parser.commands.commands), None)
+    if guess is not None:
+        try:
+            option = parser.build(only=guess).parse_args(args)
+        except _FullParserNeeded:
+            pass
+        else:
+            if option.command == guess:
+                return option
+    return parser.build().parse_args(args)
 
 
 #: Turborepo flags a new user types, and what vx spells instead.
@@ -176,6 +202,15 @@ class _ArgumentParser(argparse.ArgumentParser):
                 for sub in action.choices.values():
                     flags += [f for f in sub._option_string_actions if f.startswith("--")]
         return sorted(set(flags))
+
+
+class _FullParserNeeded(Exception):
+    """A partially built parser met something only the full parser may answer."""
+
+
+class _PartialArgumentParser(_ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _FullParserNeeded(message)
 
 
 @functools.cache
@@ -361,9 +396,8 @@ def _main(args: list[str], started: float) -> int:
     parser = Parser(registry)
     _global_options(parser)
     pm.hooks.addoption(parser)
-    argparser = parser.build()
     try:
-        option = argparser.parse_args(_optional_values_need_equals(parser, args))
+        option = parse(parser, args)
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else 0
     if option.version:
@@ -373,7 +407,7 @@ def _main(args: list[str], started: float) -> int:
                 sys.stdout.write(f"  {name}: {info.origin} ({info.module})\n")
         return 0
     if option.command is None:
-        argparser.print_help(sys.stderr)
+        parser.build().print_help(sys.stderr)
         return EXIT_USAGE
     command = registry.commands[option.command]
     if command.needs_workspace and root_error is not None:
