@@ -14,7 +14,7 @@ import os
 import pickle
 import sys
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,11 +23,11 @@ import blake3
 from vx._version import __version__
 from vx.fileio import atomic_write
 from vx.usercache import file_identity
-from vx.workspace import Workspace
+from vx.workspace import Project, TaskDefinition, Workspace
 
 __all__ = ["SettingsView", "WorkspaceCache", "freeze_settings"]
 
-_FORMAT = 1
+_FORMAT = 2  # 2: projects and task definitions pickled as constructor calls
 #: Set by vx for tasks, or read by hand and not part of the settings: they do not change
 #: the configuration (``VX_IPC`` differs in every task, so a vx run inside a task would
 #: never find its workspace cache).
@@ -136,7 +136,12 @@ class WorkspaceCache:
         def write(handle: BinaryIO) -> None:
             pickle.dump(header, handle, protocol=pickle.HIGHEST_PROTOCOL)
             pickler = pickle.Pickler(handle, protocol=pickle.HIGHEST_PROTOCOL)
-            pickler.dispatch_table = {**copyreg.dispatch_table, type(self.path): _reduce_path}
+            pickler.dispatch_table = {
+                **copyreg.dispatch_table,
+                type(self.path): _reduce_path,
+                Project: _reduce_dataclass,
+                TaskDefinition: _reduce_dataclass,
+            }
             # What decides validity is in the header; the loaded workspace needs no copy.
             pickler.dump((replace(workspace, config_files=(), watch_dirs=()), settings))
 
@@ -159,3 +164,13 @@ _UNREADABLE = (
 def _reduce_path(path: Path) -> tuple[type[Path], tuple[str]]:
     """Pickle paths as one string: much faster to load than pathlib's parts tuple."""
     return type(path), (str(path),)
+
+
+def _reduce_dataclass(value: Project | TaskDefinition) -> tuple[type[Any], tuple[Any, ...]]:
+    """Pickle a frozen dataclass as a call of its constructor with its fields in order:
+    the default for slotted dataclasses (``_dataclass_setstate``) walks ``fields()`` for
+    every object, which was most of loading a 2,000-project workspace."""
+    return type(value), tuple(getattr(value, name) for name in _FIELDS[type(value)])
+
+
+_FIELDS = {klass: tuple(f.name for f in fields(klass)) for klass in (Project, TaskDefinition)}
