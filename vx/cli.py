@@ -83,9 +83,9 @@ class Parser:
             self._options.append((command, flags, kwargs))
 
     def build(self, only: str | None = None) -> argparse.ArgumentParser:
-        """The argparse parser. ``only``: the other subcommands get no arguments (their
-        help line stays), and a parse error raises :class:`_FullParserNeeded` instead of
-        exiting: the caller parses again with every subcommand built (see :func:`parse`)."""
+        """The argparse parser. ``only``: no other subcommand is built, and a parse error
+        raises :class:`_FullParserNeeded` instead of exiting: the caller parses again with
+        every subcommand built (see :func:`parse`)."""
         parser_class = _ArgumentParser if only is None else _PartialArgumentParser
         main = parser_class(
             prog="vx",
@@ -107,11 +107,11 @@ class Parser:
             main.add_argument(*flags, **kwargs)
         subparsers = main.add_subparsers(dest="command", metavar="COMMAND")
         for command in self.commands.commands.values():
+            if only is not None and command.name != only:
+                continue  # another command on the line: an invalid choice, parsed again
             sub = subparsers.add_parser(
                 command.name, help=command.help, description=command.help, allow_abbrev=False
             )
-            if only is not None and command.name != only:
-                continue
             if command.configure is not None:
                 command.configure(sub)
             for option_command, flags, kwargs in self._options:
