@@ -228,8 +228,11 @@ def _resolve_dependency(
     workspace: Workspace, project: Project, task: str, index: int, spec: str
 ) -> list[Project]:
     """Projects whose task ``spec`` (``^t``, ``t`` or ``proj#t``) names."""
-    file, key = depends_on_origin(project, project.tasks[task])
-    key = f"{key}[{index}]"
+
+    def origin() -> dict[str, str]:  # for errors only: paths are not free
+        file, key = depends_on_origin(project, project.tasks[task])
+        return {"file": file, "key": f"{key}[{index}]"}
+
     if spec.startswith("^"):
         name = spec[1:]
         return _upstream_with_task(workspace, project, name)
@@ -239,15 +242,13 @@ def _resolve_dependency(
         if other_key not in workspace.projects:
             raise ConfigError(
                 f"unknown project '{other}'{did_you_mean(other_key, workspace.projects)}",
-                file=file,
-                key=key,
+                **origin(),
             )
         if name not in workspace.projects[other_key].tasks:
             tasks = workspace.projects[other_key].tasks
             raise ConfigError(
                 f"project '{other_key}' has no task '{name}'{did_you_mean(name, tasks)}",
-                file=file,
-                key=key,
+                **origin(),
             )
         return [workspace.projects[other_key]]
     if spec not in project.tasks:
@@ -255,8 +256,7 @@ def _resolve_dependency(
             f"project '{project.name}' has no task '{spec}'{did_you_mean(spec, project.tasks)}"
             " (use '^name' for a task of the dependency projects, 'project#name' for another"
             " project's task)",
-            file=file,
-            key=key,
+            **origin(),
         )
     return [project]
 
