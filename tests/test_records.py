@@ -350,6 +350,65 @@ def _events_of(ws: VxWorkspace, run_id: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stored.ndjson.splitlines()]
 
 
+def _store_record(ws: VxWorkspace, run_id: str, events: list[dict[str, Any]]) -> None:
+    """Replace the stored event record of ``run_id`` (a damaged or hand-edited store)."""
+    import zlib
+
+    ndjson = "".join(json.dumps(event) + "\n" for event in events).encode()
+    db = sqlite3.connect(ws.path / ".vx" / "history.db")
+    with db:
+        db.execute(
+            "UPDATE run_events SET data = ?, size = ? "
+            "WHERE run = (SELECT id FROM runs WHERE run_id = ?)",
+            (zlib.compress(ndjson), len(ndjson), run_id),
+        )
+    db.close()
+
+
+def _damaged(events: list[dict[str, Any]], how: str) -> list[dict[str, Any]]:
+    events = json.loads(json.dumps(events))
+    finish = next(e for e in events if e["event"] == "task_finish")
+    if how == "no task":
+        del finish["task"]
+    elif how == "unknown task":
+        finish["task"] = "ghost#build"
+    elif how == "bad status":
+        finish["status"] = "exploded"
+    elif how == "cache not an object":
+        finish["cache"] = "hit"
+    elif how == "no tasks":
+        del events[0]["tasks"]
+    elif how == "undeclared dependency":
+        events[0]["tasks"][0]["dependencies"] = ["nowhere#build"]
+    elif how == "no run_start":
+        events = events[1:]
+    return events
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "no task",
+        "unknown task",
+        "bad status",
+        "cache not an object",
+        "no tasks",
+        "undeclared dependency",
+        "no run_start",
+    ],
+)
+def test_a_damaged_event_record_is_one_clear_error(vx_workspace: Make, how: str) -> None:
+    ws = vx_workspace(FILES)
+    run_id = _mixed_run(ws)
+    _store_record(ws, run_id, _damaged(_events_of(ws, run_id), how))
+    for command in ("replay", "report"):
+        result = ws.run_subprocess(command, run_id)
+        assert result.exit_code == 2, (how, command, result.output)
+        assert "Traceback" not in result.stderr, result.stderr
+        assert f"run {run_id}" in result.stderr
+        assert "the stored record is damaged" in result.stderr
+
+
 # -- the cost on a warm full hit --------------------------------------------------------
 
 

@@ -19,7 +19,14 @@ import vx
 if TYPE_CHECKING:
     from vx import Config, RunInfo, Task, TaskGraph, TaskResult
 
-__all__ = ["SCHEMA_VERSION", "EventError", "EventLog", "decode_output", "read_events"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "EventError",
+    "EventLog",
+    "check_record",
+    "decode_output",
+    "read_events",
+]
 
 #: Version of the event schema this code writes (``v`` of every event).
 SCHEMA_VERSION = 1
@@ -226,3 +233,71 @@ def read_events(ndjson: bytes, *, origin: str) -> Iterator[dict[str, Any]]:
                 f"reads up to {SCHEMA_VERSION}: upgrade vx-build"
             )
         yield event
+
+
+_NUMBER = (int, float)
+#: Fields each event kind must have, with their JSON types (what replay and report read).
+_REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "run_start": {"run_id": str, "started_at": _NUMBER, "tasks": list},
+    "task_start": {"task": str},
+    "task_cache": {"task": str},
+    "task_output": {"task": str},
+    "task_finish": {"task": str, "status": str, "exit_code": int, "duration_ms": _NUMBER},
+    "run_finish": {},
+}
+#: Fields that may be absent, and their JSON types when present.
+_OPTIONAL: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "task_cache": {"details": dict},
+    "task_output": {"text": str, "b64": str},
+    "task_finish": {"cache": dict, "attempts": int, "start_ms": (*_NUMBER, type(None))},
+}
+_STATUSES = frozenset(status.value for status in vx.TaskStatus)
+_TASK_ENTRY: dict[str, type | tuple[type, ...]] = {
+    "id": str,
+    "project": str,
+    "name": str,
+    "dependencies": list,
+}
+
+
+def check_record(events: list[dict[str, Any]], *, origin: str) -> None:
+    """Raise :class:`EventError` naming the first event that a replay or a report could not
+    read: a ``run_start`` first, the fields each kind needs, tasks the run declared."""
+    if not events or events[0]["event"] != "run_start":
+        raise EventError(f"{origin}: the event record does not start with run_start")
+    known: set[str] = set()
+    for number, event in enumerate(events, 1):
+        kind = event["event"]
+        for field, kinds in _REQUIRED.get(kind, {}).items():
+            if not isinstance(event.get(field), kinds) or isinstance(event.get(field), bool):
+                raise EventError(f"{origin}: event {number} ({kind}) has no valid '{field}'")
+        for field in _OPTIONAL.get(kind, ()):
+            if field in event and not isinstance(event[field], _OPTIONAL[kind][field]):
+                raise EventError(f"{origin}: event {number} ({kind}) has an invalid '{field}'")
+        if kind == "task_finish" and event["status"] not in _STATUSES:
+            raise EventError(
+                f"{origin}: event {number} (task_finish) has an unknown status {event['status']!r}"
+            )
+        if kind == "run_start":
+            if number != 1:
+                raise EventError(f"{origin}: event {number} is a second run_start")
+            known = _declared_tasks(event["tasks"], origin)
+        elif "task" in _REQUIRED.get(kind, {}) and event["task"] not in known:
+            raise EventError(
+                f"{origin}: event {number} ({kind}) names task {event['task']!r}, "
+                "which run_start did not declare"
+            )
+
+
+def _declared_tasks(entries: list[Any], origin: str) -> set[str]:
+    ids = {entry.get("id") for entry in entries if isinstance(entry, dict)}
+    for index, entry in enumerate(entries):
+        for field, kinds in _TASK_ENTRY.items():
+            if not isinstance(entry, dict) or not isinstance(entry.get(field), kinds):
+                raise EventError(f"{origin}: run_start task {index} has no valid '{field}'")
+        unknown = [dep for dep in entry["dependencies"] if dep not in ids]
+        if unknown:
+            raise EventError(
+                f"{origin}: run_start task {entry['id']!r} depends on undeclared {unknown[0]!r}"
+            )
+    return {entry["id"] for entry in entries}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import vx
-from vx_records.events import EventError, decode_output, read_events
+from vx_records.events import EventError, check_record, decode_output, read_events
 
 if TYPE_CHECKING:
     from vx_history.store import RunRecord
@@ -56,12 +56,12 @@ def load_record(config: Config, run_id: str | None) -> tuple[RunRecord, list[dic
             f"run {run.run_id} has no stored event record (it was made with the records "
             "plugin disabled or by an older vx); only runs recorded since can be replayed"
         )
+    origin = f"run {run.run_id}"
     try:
-        events = list(read_events(stored.ndjson, origin=f"run {run.run_id}"))
+        events = list(read_events(stored.ndjson, origin=origin))
+        check_record(events, origin=origin)
     except EventError as exc:
-        raise vx.UsageError(str(exc)) from None
-    if not events or events[0]["event"] != "run_start":
-        raise vx.UsageError(f"run {run.run_id}: the event record does not start with run_start")
+        raise vx.UsageError(f"{exc} (the stored record is damaged)") from None
     return run, events
 
 
