@@ -85,6 +85,18 @@ class VxPluginManager(pluggy.PluginManager):
         self.generation += 1
         super().add_hookspecs(module_or_class)
 
+    def parse_hookspec_opts(
+        self, module_or_class: types.ModuleType | type, name: str
+    ) -> pluggy.HookspecOpts | None:
+        """As for implementations: in a module, only a function marked with the ``vx``
+        hookspec marker can be a specification (``vx.hookspecs`` is parsed by every
+        invocation, and by every request of the warm server)."""
+        if isinstance(module_or_class, types.ModuleType):
+            value = vars(module_or_class).get(name)
+            if not isinstance(value, types.FunctionType) or not hasattr(value, "vx_spec"):
+                return None
+        return super().parse_hookspec_opts(module_or_class, name)
+
     def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
         """pluggy looks up every attribute of a plugin with ``inspect.getattr_static``; for a
         module (every entry-point plugin) only a function in its namespace that carries the
