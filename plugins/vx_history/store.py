@@ -42,9 +42,26 @@ SCHEMA_VERSION = 3
 #: Task statuses that count as passing.
 PASSED = ("success", "flaky")
 
+#: The columns of ``task_results`` (every version: migration 3 copies the rows with
+#: ``SELECT *``, so both definitions must be this one).
+_TASK_RESULT_COLUMNS = """
+        run INTEGER NOT NULL,
+        task_id TEXT NOT NULL,
+        key TEXT,
+        status TEXT NOT NULL,
+        cache_status TEXT,
+        cache_source TEXT,
+        exit_code INTEGER NOT NULL,
+        duration_ms REAL NOT NULL,
+        attempts INTEGER NOT NULL,
+        start_ms REAL,
+        end_ms REAL,
+        slot INTEGER,
+"""
+
 #: ``_MIGRATIONS[n]`` upgrades a database from version ``n`` to ``n + 1``.
 _MIGRATIONS = (
-    """
+    f"""
     CREATE TABLE runs (
         id INTEGER PRIMARY KEY,
         run_id TEXT NOT NULL UNIQUE,
@@ -61,19 +78,7 @@ _MIGRATIONS = (
         vx_version TEXT
     );
     CREATE INDEX runs_started_at ON runs (started_at);
-    CREATE TABLE task_results (
-        run INTEGER NOT NULL,
-        task_id TEXT NOT NULL,
-        key TEXT,
-        status TEXT NOT NULL,
-        cache_status TEXT,
-        cache_source TEXT,
-        exit_code INTEGER NOT NULL,
-        duration_ms REAL NOT NULL,
-        attempts INTEGER NOT NULL,
-        start_ms REAL,
-        end_ms REAL,
-        slot INTEGER,
+    CREATE TABLE task_results ({_TASK_RESULT_COLUMNS}
         PRIMARY KEY (task_id, run)
     ) WITHOUT ROWID;
     CREATE INDEX task_results_run ON task_results (run);
@@ -91,20 +96,8 @@ _MIGRATIONS = (
     # 3: task results keyed by (run, task_id), so a run's rows are appended together
     # instead of scattered over the whole table (one page write per task per run); only
     # executed results are indexed by task, which is what the per-task queries read.
-    """
-    CREATE TABLE task_results_by_run (
-        run INTEGER NOT NULL,
-        task_id TEXT NOT NULL,
-        key TEXT,
-        status TEXT NOT NULL,
-        cache_status TEXT,
-        cache_source TEXT,
-        exit_code INTEGER NOT NULL,
-        duration_ms REAL NOT NULL,
-        attempts INTEGER NOT NULL,
-        start_ms REAL,
-        end_ms REAL,
-        slot INTEGER,
+    f"""
+    CREATE TABLE task_results_by_run ({_TASK_RESULT_COLUMNS}
         PRIMARY KEY (run, task_id)
     ) WITHOUT ROWID;
     INSERT INTO task_results_by_run SELECT * FROM task_results;
