@@ -77,6 +77,14 @@ class Runner:
         return [self.python, "-c", code]
 
 
+def _required_root(members: str, backend: str) -> str:
+    """A root ``pyproject.toml`` with the sandbox required on ``backend``."""
+    return (
+        f'[tool.vx]\nmembers = ["{members}"]\n\n[tool.vx.sandbox]\n'
+        f'mode = "required"\nbackend = "{backend}"\n'
+    )
+
+
 def _usable_by(uid: int, gid: int, path: str) -> bool:
     probe = subprocess.run(
         [
@@ -273,10 +281,7 @@ def _escape_workspace(place: Path, runner: Runner, backend: str, listeners: List
     write_files(
         ws,
         {
-            "pyproject.toml": (
-                '[tool.vx]\nmembers = ["packages/*"]\n\n[tool.vx.sandbox]\n'
-                f'mode = "required"\nbackend = "{backend}"\n'
-            ),
+            "pyproject.toml": _required_root("packages/*", backend),
             "README.txt": "repo-secret\n",
             "packages/lib/pyproject.toml": (
                 '[project]\nname = "lib"\n\n[tool.vx.tasks.build]\n'
@@ -386,10 +391,7 @@ def test_an_undeclared_environment_secret_does_not_reach_the_task(
     write_files(
         ws,
         {
-            "pyproject.toml": (
-                '[tool.vx]\nmembers = ["app"]\n\n[tool.vx.sandbox]\n'
-                f'mode = "required"\nbackend = "{backend}"\n'
-            ),
+            "pyproject.toml": _required_root("app", backend),
             "app/pyproject.toml": (
                 '[project]\nname = "app"\n\n[tool.vx.tasks.env-secret]\n'
                 "cmd = \"echo var=$VX_TEST_SECRET; tr '\\\\0' '\\\\n' < /proc/$PPID/environ\"\n"
@@ -414,10 +416,7 @@ def test_a_python_task_runs_with_its_virtualenv(runner: Runner, place: Path, bac
     write_files(
         ws,
         {
-            "pyproject.toml": (
-                '[tool.vx]\nmembers = ["app"]\n\n[tool.vx.sandbox]\n'
-                f'mode = "required"\nbackend = "{backend}"\n'
-            ),
+            "pyproject.toml": _required_root("app", backend),
             "app/pyproject.toml": (
                 '[project]\nname = "app"\n\n[tool.vx.tasks.test]\n'
                 "cmd = \"python -c 'import venvmod, sys; print(venvmod.VALUE, sys.prefix)'\"\n"
@@ -464,10 +463,7 @@ def test_runner_aware_tools_reach_vx_from_a_sandbox_without_network(
     write_files(
         ws,
         {
-            "pyproject.toml": (
-                '[tool.vx]\nmembers = ["app"]\n\n[tool.vx.sandbox]\n'
-                f'mode = "required"\nbackend = "{backend}"\n'
-            ),
+            "pyproject.toml": _required_root("app", backend),
             "app/pyproject.toml": (
                 '[project]\nname = "app"\n\n[tool.vx.tasks.test]\n'
                 f'cmd = "{runner.python} tool.py"\ninputs = ["tool.py", "vx_ipc.py"]\n'
@@ -506,10 +502,7 @@ def test_a_root_input_may_be_read_and_other_root_files_may_not(
     write_files(
         ws,
         {
-            "pyproject.toml": (
-                '[tool.vx]\nmembers = ["packages/*"]\n\n[tool.vx.sandbox]\n'
-                f'mode = "required"\nbackend = "{backend}"\n'
-            ),
+            "pyproject.toml": _required_root("packages/*", backend),
             "ruff.toml": "line-length = 100\n",
             "other.cfg": "undeclared\n",
             "packages/app/pyproject.toml": (
