@@ -46,7 +46,7 @@ _DAEMON_VALUES = frozenset({"", "auto", "1", "true", "yes", "on", "0", "false", 
 def _configuring(name: str, value: str) -> bool:
     """Whether a ``VX_*`` variable can change the validated settings."""
     if name == "VX_DAEMON":
-        return value.strip().lower() not in _DAEMON_VALUES  # kept so a bad value is refused
+        return value not in _DAEMON_VALUES  # others are validated (a bad one is refused)
     return name.startswith("VX_") and name not in _IGNORED_ENV
 
 
