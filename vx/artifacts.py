@@ -273,14 +273,23 @@ def _members(data: bytes) -> Iterator[tuple[_BoundedReader, tarfile.TarFile, tar
         raise ArtifactError(f"corrupt archive: {type(exc).__name__}: {exc}") from None
 
 
-def read_meta(data: bytes) -> dict[str, Any]:
-    """The metadata member (always the first one)."""
+def read_meta(data: bytes, compressed: int | None = -1) -> dict[str, Any]:
+    """The metadata member (always the first one). ``data`` may be only the head of the
+    archive (then ``compressed=None``: the whole size, which bounds the declared expanded
+    size, is not known; default: ``len(data)``)."""
+    import zstandard
+
     for _, tar, member in _members(data):
-        return _parse_meta(tar, member, len(data))
+        try:
+            return _parse_meta(tar, member, len(data) if compressed == -1 else compressed)
+        except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
+            raise ArtifactError(f"corrupt archive: {type(exc).__name__}: {exc}") from None
     raise ArtifactError("empty archive")
 
 
-def _parse_meta(tar: tarfile.TarFile, member: tarfile.TarInfo, compressed: int) -> dict[str, Any]:
+def _parse_meta(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, compressed: int | None
+) -> dict[str, Any]:
     if member.name != META_NAME or not member.isfile() or member.size > _META_LIMIT:
         raise ArtifactError("archive does not start with its metadata")
     handle = tar.extractfile(member)
@@ -294,7 +303,7 @@ def _parse_meta(tar: tarfile.TarFile, member: tarfile.TarInfo, compressed: int) 
     expanded = meta.get("expanded_size")
     if not isinstance(expanded, int) or expanded < 0:
         raise ArtifactError("metadata lacks a valid expanded_size")
-    if expanded > max(compressed, 1) * _MAX_RATIO + _SLACK:
+    if compressed is not None and expanded > max(compressed, 1) * _MAX_RATIO + _SLACK:
         raise ArtifactError(
             f"declared expanded size {expanded} is implausible for {compressed} compressed bytes"
         )

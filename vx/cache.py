@@ -47,6 +47,10 @@ __all__ = ["TaskCache", "create_cache"]
 
 
 _OFF = LayerAccess(read=False, write=False)
+#: Bytes of an archive's head first read to find its metadata (``--dry``, ``vx why``) ...
+_HEAD = 64 << 10
+#: ... and the most read that way before the entry counts as unusable.
+_META_HEAD_LIMIT = 128 << 20
 
 
 class _LayerReadError(Exception):
@@ -183,7 +187,7 @@ class TaskCache:
                     found = layer
                     break
                 try:
-                    if layer.has(task.hash) and self._still_valid(layer, task, task.hash):
+                    if self._still_valid(layer, task, task.hash):
                         found = layer
                         break
                 except Exception as exc:
@@ -192,21 +196,34 @@ class TaskCache:
         return found
 
     def _still_valid(self, layer: CacheLayer, task: Task, key: str) -> bool:
-        """An entry found without its listing (``has``) may carry a tool-reported
-        fingerprint: read its metadata to check it (``--dry`` and ``vx why`` predict what a
-        run would do). Entries with a fingerprint never have a listing (see :meth:`save`)."""
-        from vx.artifacts import ArtifactError
+        """Whether ``layer`` has an entry for ``key`` that a run would use. An entry found
+        without its listing may carry a tool-reported fingerprint: its metadata is checked
+        (``--dry`` and ``vx why`` predict what a run would do). Entries with a fingerprint
+        never have a listing (see :meth:`save`). The metadata heads the archive, so only
+        the head is read (:meth:`~vx.caching.CacheLayer.read_head`): a dry run does not
+        download whole artifacts."""
+        from vx.artifacts import ArtifactError, read_meta
 
-        artifact = layer.get(key)
-        if artifact is None:
-            return False
-        try:
-            self._validate(task, artifact.data)
-        except _Stale as stale:
-            self._stale[task.id] = stale.changes
-            return False
-        except ArtifactError:
-            return False
+        size = _HEAD
+        while True:
+            data = layer.read_head(key, size)
+            if data is None:
+                return False
+            whole = len(data) < size
+            try:
+                # The zip-bomb ratio needs the whole size: nothing is extracted here.
+                meta = read_meta(data, compressed=len(data) if whole else None)
+            except ArtifactError:
+                if whole or size > _META_HEAD_LIMIT:
+                    return False
+                size *= 8  # the metadata goes on past the head read: read more
+                continue
+            break
+        if "reported" in meta:
+            found = self._fingerprint_changes(meta["reported"])
+            if found:
+                self._stale[task.id] = found
+                return False
         return True
 
     def lookup(self, task: Task) -> CacheResult:

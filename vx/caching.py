@@ -179,6 +179,15 @@ class CacheLayer:
         """Whether an entry exists for ``key`` (``--dry`` and ``vx why``)."""
         raise NotImplementedError
 
+    def read_head(self, key: str, size: int) -> bytes | None:
+        """At least the first ``size`` bytes of the artifact stored under ``key`` (all of it
+        when it is shorter), or None when there is none. ``--dry`` and ``vx why`` read an
+        entry's metadata, which heads the archive, this way: a remote layer can stop the
+        transfer there instead of downloading the whole artifact. Raise like :meth:`get`.
+        Default: ``get(key)``'s data."""
+        artifact = self.get(key)
+        return None if artifact is None else artifact.data
+
     def delete(self, key: str) -> None:
         """Evict the entry of ``key``; called when its archive turned out to be corrupt or
         hostile. Default: nothing (a layer that cannot evict keeps the entry)."""
