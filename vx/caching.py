@@ -176,7 +176,8 @@ class CacheLayer:
         raise NotImplementedError
 
     def has(self, key: str) -> bool:
-        """Whether an entry exists for ``key`` (``--dry`` and ``vx why``)."""
+        """Whether an entry exists for ``key``. (``--dry`` and ``vx why`` call
+        :meth:`read_head` instead, which also answers None for a missing entry.)"""
         raise NotImplementedError
 
     def read_head(self, key: str, size: int) -> bytes | None:
