@@ -182,3 +182,40 @@ def test_truncated_archive_is_a_miss_that_leaves_no_partial_outputs(
     assert not list((ws.path / ".vx" / "tmp").glob("*"))
     shutil.rmtree(ws.path / "packages/app/dist")
     assert ws.run("run", "build").outcomes == {"app#build": "cached"}
+
+
+def test_an_output_directory_linked_out_of_the_project_is_refused(
+    vx_workspace: Make, tmp_path: Path
+) -> None:
+    """``dist`` replaced by a link to a directory outside the project: the restore refuses
+    it (one warning; the entry is evicted and the task runs) and writes nothing there. A
+    link that stays inside the project is followed."""
+    cmd = "test -e ../skip || (mkdir -p dist/sub && echo one > dist/sub/a.txt)"
+    ws = workspace(vx_workspace, cmd)
+    (ws.path / "packages/app/.gitignore").write_text("dist\n")  # the link is no input
+    assert ws.run("run", "build").outcomes == {"app#build": "success"}
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dist = ws.path / "packages/app/dist"
+    shutil.rmtree(dist)
+    dist.symlink_to(outside)
+    (ws.path / "packages/skip").write_text("")
+
+    result = ws.run("run", "build")
+    assert result.exit_code == 0, result.output
+    assert result.outcomes == {"app#build": "success"}, result.output
+    (warning,) = warnings(result.stderr)
+    assert "its directory leads outside the project" in warning
+    assert not list(outside.iterdir())
+    assert not [p for p in (ws.path / ".vx" / "tmp").iterdir() if p.name != "CACHEDIR.TAG"]
+
+    (ws.path / "packages/skip").unlink()
+    dist.unlink()
+    assert ws.run("run", "build", "--force").outcomes == {"app#build": "success"}
+    inside = ws.path / "packages/app/elsewhere"
+    shutil.move(dist, inside)
+    shutil.rmtree(inside / "sub")
+    dist.symlink_to("elsewhere")
+    restored = ws.run("run", "build")
+    assert restored.outcomes == {"app#build": "cached"}, restored.output
+    assert (inside / "sub/a.txt").read_text() == "one\n"

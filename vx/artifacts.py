@@ -11,7 +11,9 @@ Staged files are moved into place with ``os.replace`` (no copy).
 
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 import json
 import os
 import posixpath
@@ -53,6 +55,9 @@ _ZEROS = bytes(2 * _BLOCK)
 #: A ustar header after its link name: magic, version, empty owner names, device numbers 0,
 #: empty prefix, padding.
 _USTAR_TAIL = b"ustar\x0000" + bytes(64) + b"0000000\x000000000\x00" + bytes(167)
+#: Staged file names: unique per process (with the pid) and per restore (the counter).
+_TOKEN = os.urandom(4).hex()
+_COUNTER = itertools.count()
 
 
 class ArtifactError(Exception):
@@ -332,43 +337,85 @@ def unpack(
 
 
 class _Staging:
-    """A temporary directory next to the workspace, created only when something is extracted."""
+    """Where a restore stages what it extracts before moving it into place.
+
+    Regular files streamed by the restore are staged *flat*: uniquely named files directly in
+    ``parent`` (``.vx/tmp``), so a restore of plain files creates and removes no directory
+    (a fresh clone restores hundreds of small artifacts, and directory operations in one
+    shared directory were most of their staging cost). Members tarfile extracts (links, and
+    everything after the first one) need a tree: a temporary directory is then created, and
+    the flat files staged so far are moved into it at their names first, so that links are
+    resolved among all the staged members."""
 
     def __init__(self, parent: Path) -> None:
         self.parent = parent
-        self._path: Path | None = None
+        self._tree: Path | None = None
         self._directories: dict[str, str] = {}
-        """Archive directory -> staged directory, each created once."""
+        """Archive directory -> staged directory in the tree, each created once."""
+        self.files: dict[str, str] = {}
+        """Member name -> its staged path (flat, or in the tree once there is one)."""
         self.emptied = False
-        """Every staged file was moved out: only directories are left."""
+        """Every staged file was moved out: only the tree's directories are left."""
+
+    def create(self, name: str) -> int:
+        """A new, exclusively created staged file for member ``name``: its descriptor."""
+        path = f"{self.parent}/.restore-{os.getpid()}-{_TOKEN}-{next(_COUNTER)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:
+            make_dirs(self.parent)
+            fd = os.open(path, flags, 0o600)
+        self.files[name] = path
+        return fd
+
+    def link(self, name: str, target: str) -> None:
+        """Stage member ``name`` as a hardlink to the staged file of member ``target``."""
+        path = f"{self.parent}/.restore-{os.getpid()}-{_TOKEN}-{next(_COUNTER)}"
+        os.link(self.files[target], path)
+        self.files[name] = path
 
     @property
-    def path(self) -> Path:
-        if self._path is None:
+    def tree(self) -> Path:
+        """The staged tree (created, and the flat files moved into it, on first use)."""
+        if self._tree is None:
             make_dirs(self.parent)
-            self._path = Path(tempfile.mkdtemp(prefix="restore-", dir=self.parent))
-        return self._path
+            self._tree = Path(tempfile.mkdtemp(prefix="restore-", dir=self.parent))
+            for name, path in self.files.items():
+                placed = os.path.join(self.directory_for(name), posixpath.basename(name))
+                os.replace(path, placed)
+                self.files[name] = placed
+        return self._tree
+
+    def source(self, name: str) -> str:
+        """Where member ``name`` is staged."""
+        found = self.files.get(name)
+        return found if found is not None else os.path.join(self.tree, name)
 
     def directory_for(self, name: str) -> str:
-        """The staged directory of member ``name`` (created with its parents)."""
+        """The staged directory of member ``name`` in the tree (created with its parents)."""
         parent = posixpath.dirname(name)
         found = self._directories.get(parent)
         if found is None:
-            found = os.path.join(self.path, parent)
+            found = os.path.join(self.tree, parent)
             os.makedirs(found, exist_ok=True)
             self._directories[parent] = found
         return found
 
     def cleanup(self) -> None:
-        if self._path is None:
+        if not self.emptied:
+            for staged_file in self.files.values():
+                with contextlib.suppress(OSError):
+                    os.unlink(staged_file)
+        if self._tree is None:
             return
         if self.emptied and self._directories:
             # Only the directories this restore created are left: remove them deepest
             # first (rmdir fails, and rmtree takes over, should anything else be there).
-            staged = {self._path}
+            staged = {self._tree}
             for directory in self._directories.values():
                 path = Path(directory)
-                while path != self._path and path not in staged:
+                while path != self._tree and path not in staged:
                     staged.add(path)
                     path = path.parent
             try:
@@ -377,7 +424,7 @@ class _Staging:
                 return
             except OSError:
                 pass
-        shutil.rmtree(self._path, ignore_errors=True)
+        shutil.rmtree(self._tree, ignore_errors=True)
 
 
 def _unpack(
@@ -418,19 +465,19 @@ def _unpack(
             written.add(name)
         elif member.islnk() and not links and member.linkname in written:
             # A hardlink to a file staged above (which has its mode and mtime already).
-            staged_at = os.path.join(staging.directory_for(name), posixpath.basename(name))
-            os.link(os.path.join(staging.path, member.linkname), staged_at)
+            staging.link(name, member.linkname)
             written.add(name)
         else:
             # Links, and everything after the first one (a staged link could redirect a
             # later member's directory): tarfile's own "data" filter checks each path.
             links = True
-            tar.extract(member, staging.path, set_attrs=True, filter="data")
+            tar.extract(member, staging.tree, set_attrs=True, filter="data")
         staged.append((name, member))
     if meta is None:
         raise ArtifactError("empty archive")
-    _check_staged_links(staging.path, staged, project_rel, spec)
-    _install(task, root, staging.path, staged, written, meta["outputs"])
+    if links:
+        _check_staged_links(staging.tree, staged, project_rel, spec)
+    _install(task, root, staging, staged, written, meta["outputs"])
     staging.emptied = True
     return Restored(meta, log, extracted=True)
 
@@ -442,14 +489,13 @@ def _write_member(
     permission bits (never setuid, setgid or sticky) and mtime set on the staged copy."""
     source = tar.extractfile(member)
     assert source is not None
-    path = os.path.join(staging.directory_for(name), posixpath.basename(name))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd = staging.create(name)
     with open(fd, "wb", buffering=0) as handle:
         shutil.copyfileobj(source, handle, _COPY_BUFFER)
         os.fchmod(fd, member.mode & 0o777)
-    recorded = entry.get("mtime_ns") if isinstance(entry, dict) else None
-    when = recorded if isinstance(recorded, int) else int(member.mtime) * 1_000_000_000
-    os.utime(path, ns=(when, when))
+        recorded = entry.get("mtime_ns") if isinstance(entry, dict) else None
+        when = recorded if isinstance(recorded, int) else int(member.mtime) * 1_000_000_000
+        os.utime(fd, ns=(when, when))
 
 
 def _check_staged_links(
@@ -555,31 +601,32 @@ def _check_member(
 def _install(
     task: Task,
     root: Path,
-    staging: Path,
+    staging: _Staging,
     staged: list[tuple[str, tarfile.TarInfo]],
     written: set[str],
     outputs: dict[str, Any],
 ) -> None:
     """Replace the task's current outputs by the staged ones."""
-    project = task.project.path.resolve()
+    project = str(task.project.path)
     for path in output_files(task):
         path.unlink(missing_ok=True)
     checked: set[str] = set()
     """Destination directories created and found inside the project (forgotten whenever a
     link is installed, since it could redirect one)."""
     for name, member in staged:
-        source = os.path.join(staging, name)
         destination = os.path.join(root, name)
         parent = os.path.dirname(destination)
         if parent not in checked:
-            os.makedirs(parent, exist_ok=True)
-            real_parent = Path(os.path.realpath(parent))
-            if real_parent != project and project not in real_parent.parents:
+            if not _inside(project, parent):
                 raise ArtifactError(f"refusing {name!r}: its directory leads outside the project")
+            os.makedirs(parent, exist_ok=True)
             checked.add(parent)
-        if os.path.isdir(destination) and not os.path.islink(destination):
-            shutil.rmtree(destination)
-        os.replace(source, destination)
+        try:
+            if stat.S_ISDIR(os.lstat(destination).st_mode):
+                shutil.rmtree(destination)
+        except FileNotFoundError:
+            pass
+        os.replace(staging.source(name), destination)
         if member.issym():
             checked.clear()
         elif name not in written:
@@ -591,3 +638,25 @@ def _install(
             recorded = outputs[name].get("mtime_ns")
             if isinstance(recorded, int):
                 os.utime(destination, ns=(recorded, recorded))
+
+
+def _inside(project: str, directory: str) -> bool:
+    """Whether ``directory`` (below the project's path) is, or will be once created, inside
+    the project: every directory on the way down that exists is a plain directory (one
+    ``lstat`` each; the missing ones will be created as such), or else, through links, its
+    real path is under the project's. Checked before anything is created."""
+    if directory == project or directory.startswith(project + "/"):
+        path = project
+        for part in directory[len(project) + 1 :].split("/"):
+            path = f"{path}/{part}" if part else path
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                return True
+            if not stat.S_ISDIR(mode):  # a link (or not a directory)
+                break
+        else:
+            return True
+    real = Path(os.path.realpath(directory))
+    resolved = Path(project).resolve()
+    return real == resolved or resolved in real.parents
