@@ -33,7 +33,7 @@ from vx.statedir import make_dirs
 if TYPE_CHECKING:
     from vx.graph import Task
 
-__all__ = ["ArtifactError", "Restored", "pack", "read_meta", "unpack"]
+__all__ = ["ArtifactError", "Restored", "pack", "pack_into", "read_meta", "unpack"]
 
 META_NAME = ".vx-artifact/meta.json"
 LOG_NAME = ".vx-artifact/log"
@@ -163,9 +163,25 @@ def pack(
     level: int = 3,
     ignored: frozenset[str] = frozenset(),
 ) -> tuple[bytes, dict[str, Any]]:
-    """Build the compressed archive of ``task``'s outputs, log and ``meta``; returns it with
-    the recorded output listing (path -> type, size, mtime, mode, digest). ``ignored``:
-    workspace-relative paths (files or directories) a tool said are not results.
+    """Build the compressed archive of ``task``'s outputs, log and ``meta`` in memory;
+    returns it with the recorded output listing (see :func:`pack_into`)."""
+    raw = io.BytesIO()
+    outputs = pack_into(raw, task, root, log, meta, level, ignored)
+    return raw.getvalue(), outputs
+
+
+def pack_into(
+    sink: IO[bytes],
+    task: Task,
+    root: Path,
+    log: bytes,
+    meta: dict[str, Any],
+    level: int = 3,
+    ignored: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """Write the compressed archive of ``task``'s outputs, log and ``meta`` to ``sink``;
+    returns the recorded output listing (path -> type, size, mtime, mode, digest).
+    ``ignored``: workspace-relative paths (files or directories) a tool said are not results.
 
     One pass over the tree: the listing at the head of the archive comes from ``lstat``
     alone, and each file's digest is taken while it is read into the stream; the digests
@@ -193,12 +209,11 @@ def pack(
         files.append((path, name, st))
     expanded = sum(entry.get("size", 0) for entry in outputs.values()) + len(log)
     meta = {**meta, "format": CACHE_FORMAT, "outputs": outputs, "expanded_size": expanded}
-    raw = io.BytesIO()
     # zstd's own worker threads for anything big (compression then overlaps reading).
     threads = -1 if expanded > _THREADED_FROM else 0
     compressor = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=threads)
     digests: dict[str, str] = {}
-    with compressor.stream_writer(raw, closefd=False) as writer:
+    with compressor.stream_writer(sink, closefd=False) as writer:
         tar = _TarWriter(writer)
         tar.add_bytes(META_NAME, json.dumps(meta, sort_keys=True).encode())
         tar.add_bytes(LOG_NAME, log)
@@ -225,7 +240,7 @@ def pack(
         tar.close()
     for name, digest in digests.items():
         outputs[name]["digest"] = digest
-    return raw.getvalue(), outputs
+    return outputs
 
 
 def _ignored(name: str, ignored: frozenset[str]) -> bool:

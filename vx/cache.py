@@ -9,10 +9,13 @@ plus one warning per layer per run.
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from vx import _log
 from vx.caching import (
@@ -33,6 +36,7 @@ from vx.fingerprint import fingerprint
 from vx.keys import KeyBuilder
 from vx.outputs import Restored, outputs_current
 from vx.runoptions import LayerAccess, RunOptions
+from vx.statedir import make_dirs
 
 if TYPE_CHECKING:
     import asyncio
@@ -71,6 +75,23 @@ class _LayerWriteError(Exception):
     def __init__(self, layer: CacheLayer) -> None:
         super().__init__(layer.name)
         self.layer = layer
+
+
+class _HashingSink(io.RawIOBase):
+    """Writes through to ``handle``, hashing what passes (the archive's digest, taken while
+    it is written)."""
+
+    def __init__(self, handle: IO[bytes], hasher: Any) -> None:
+        self.handle = handle
+        self.hasher = hasher
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.hasher.update(data)
+        written: int = self.handle.write(data)
+        return written
 
 
 def _source(layer: CacheLayer) -> CacheSource:
@@ -631,27 +652,66 @@ class TaskCache:
     ) -> Artifact:
         """Archive the outputs and save them in the local layers in one worker-thread hop
         (``meta`` gains the tool-reported fingerprint, if any)."""
-        from vx.artifacts import pack
-
         ignored: frozenset[str] = frozenset()
         if reported is not None:
             ignored = frozenset(reported.ignored_outputs)
             found = fingerprint(self.root, self.hasher, reported)
             if found is not None:
                 meta["reported"] = found
-        data, outputs = pack(task, self.root, result.output, meta, ignored=ignored)
-        info = None
-        if "reported" not in meta:
-            info = ArtifactInfo(outputs=outputs, log=result.output, duration_ms=result.duration_ms)
-        artifact = Artifact(
-            key=meta["key"], data=data, duration_ms=result.duration_ms, task_id=task.id, info=info
-        )
-        for layer in local:
-            try:
-                layer.put(artifact.key, artifact)
-            except Exception as exc:
-                raise _LayerWriteError(layer) from exc
+        key = meta["key"]
+        # The archive is streamed into a temporary file (hashed on the way) that the first
+        # local layer takes over: no copy of it in memory unless another layer needs bytes.
+        path, outputs, digest = self._pack_to_file(task, result, meta, ignored)
+        try:
+            info = None
+            if "reported" not in meta:
+                info = ArtifactInfo(
+                    outputs=outputs, log=result.output, duration_ms=result.duration_ms
+                )
+            artifact = Artifact(
+                key=key, data=b"", duration_ms=result.duration_ms, task_id=task.id, info=info
+            )
+            others = len(local) > 1 or any(not layer.local for layer in self.writable)
+            if others:
+                artifact = replace(artifact, data=path.read_bytes())
+            for index, layer in enumerate(local):
+                try:
+                    if index == 0:
+                        layer.put_file(key, replace(artifact, data=b""), path, digest)
+                    else:
+                        layer.put(key, artifact)
+                except Exception as exc:
+                    raise _LayerWriteError(layer) from exc
+        finally:
+            path.unlink(missing_ok=True)
         return artifact
+
+    def _pack_to_file(
+        self, task: Task, result: TaskResult, meta: dict[str, Any], ignored: frozenset[str]
+    ) -> tuple[Path, dict[str, Any], str]:
+        """Archive the outputs into a new file in ``.vx/tmp``; returns its path, the output
+        listing and the file's blake3 digest. Raises ``OSError`` (the file removed)."""
+        import blake3
+
+        from vx.artifacts import pack_into
+
+        directory = self.vx_dir / "tmp"
+        path = directory / f".archive-{os.getpid()}-{os.urandom(6).hex()}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o666)
+        except FileNotFoundError:
+            make_dirs(directory)
+            fd = os.open(path, flags, 0o666)
+        try:
+            with open(fd, "wb", buffering=0) as handle:
+                sink = _HashingSink(handle, blake3.blake3())
+                stream = cast("IO[bytes]", sink)
+                outputs = pack_into(stream, task, self.root, result.output, meta, ignored=ignored)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path, outputs, sink.hasher.hexdigest()
 
     async def _upload(self, layer: CacheLayer, artifact: Artifact) -> None:
         import asyncio

@@ -4,9 +4,12 @@ result of a task's cache lookup."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "Artifact",
@@ -174,6 +177,16 @@ class CacheLayer:
     def put(self, key: str, artifact: Artifact) -> None:
         """Store ``artifact`` under ``key`` (replacing any entry)."""
         raise NotImplementedError
+
+    def put_file(self, key: str, artifact: Artifact, path: Path, digest: str) -> None:
+        """Store the archive held in the file at ``path`` under ``key`` (like :meth:`put`;
+        ``artifact.data`` is empty, ``digest`` is the blake3 hex digest of the file). The
+        kernel calls this on the first :attr:`local` layer when it saves a result: the
+        archive is streamed to that file while it is built instead of being held in memory.
+        The file is the kernel's temporary file (on the file system of the workspace's
+        ``.vx``); the layer may move it, and the kernel removes it if it is still there
+        afterwards. Default: :meth:`put` with the file's bytes."""
+        self.put(key, replace(artifact, data=path.read_bytes()))
 
     def has(self, key: str) -> bool:
         """Whether an entry exists for ``key``. (``--dry`` and ``vx why`` call

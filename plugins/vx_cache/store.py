@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -186,15 +187,38 @@ class LocalCache(CacheLayer):
     def put(self, key: str, artifact: Artifact) -> None:
         digest = blake3.blake3(artifact.data).hexdigest()
         file = f"{key[:2]}/{key}.{digest[:16]}.tar.zst"
-        path = self.artifacts / file
-        make_cache_dir(self.directory)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self._directory_of(file)
         temporary = path.with_name(f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
         temporary.write_bytes(artifact.data)
         os.replace(temporary, path)
+        self._index(key, file, digest, len(artifact.data), artifact)
+
+    def put_file(self, key: str, artifact: Artifact, path: Path, digest: str) -> None:
+        """Move the kernel's archive file into place (a copy when it is on another file
+        system), then index it: the archive is never read back."""
+        file = f"{key[:2]}/{key}.{digest[:16]}.tar.zst"
+        target = self._directory_of(file)
+        size = os.stat(path).st_size
+        try:
+            os.replace(path, target)
+        except OSError:  # another file system (a cache directory elsewhere)
+            temporary = target.with_name(f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
+            shutil.copyfile(path, temporary)
+            os.replace(temporary, target)
+        self._index(key, file, digest, size, artifact)
+
+    def _directory_of(self, file: str) -> Path:
+        """The path of artifact ``file``, its directory created."""
+        path = self.artifacts / file
+        make_cache_dir(self.directory)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _index(self, key: str, file: str, digest: str, size: int, artifact: Artifact) -> None:
+        """Replace the index row of ``key`` by the entry in ``file`` (already in place)."""
         now = time.time()
         info = artifact.info
-        row = (key, file, digest, artifact.task_id, len(artifact.data), artifact.duration_ms)
+        row = (key, file, digest, artifact.task_id, size, artifact.duration_ms)
         extra = (json.dumps(dict(info.outputs)), _pack_log(info.log)) if info else (None, None)
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
