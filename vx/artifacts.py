@@ -51,6 +51,8 @@ _THREADED_FROM = 4 << 20
 #: Chunk size of the copies into staged files and of the decompressed stream.
 _COPY_BUFFER = 1 << 20
 _BLOCK = 512
+#: The packing buffer: a batch of up to ``_COPY_BUFFER`` plus the file that ends it.
+_BATCH = 2 * _COPY_BUFFER + 2 * _BLOCK
 _ZEROS = bytes(2 * _BLOCK)
 #: A ustar header after its link name: magic, version, empty owner names, device numbers 0,
 #: empty prefix, padding.
@@ -90,30 +92,38 @@ def _ustar(name: str, kind: bytes, size: int, mode: int, mtime: int, link: str =
 
 
 class _TarWriter:
-    """Writes a tar stream in big writes: small members are gathered into one buffer, big
-    files are copied in ``_COPY_BUFFER`` chunks (each one hashed as it passes)."""
+    """Writes a tar stream in big writes through one reused buffer: headers and small files
+    are gathered in it (files read straight into it, and hashed there), big files are
+    copied through it in ``_COPY_BUFFER`` chunks. What the sink (zstd's stream writer) was
+    given is consumed before its ``write`` returns, so the buffer can be reused."""
 
     def __init__(self, sink: IO[bytes]) -> None:
         self.sink = sink
-        self.parts: list[bytes] = []
+        self.view = memoryview(bytearray(_BATCH))
         self.pending = 0
 
     def _add(self, data: bytes) -> None:
-        self.parts.append(data)
-        self.pending += len(data)
-        if self.pending >= _COPY_BUFFER:
+        end = self.pending + len(data)
+        if end > len(self.view):
             self.flush()
+            if len(data) > len(self.view):
+                self.sink.write(data)
+                return
+            end = len(data)
+        self.view[self.pending : end] = data
+        self.pending = end
 
     def flush(self) -> None:
-        if self.parts:
-            self.sink.write(b"".join(self.parts))
-            self.parts.clear()
+        if self.pending:
+            self.sink.write(self.view[: self.pending])
             self.pending = 0
 
     def add_bytes(self, name: str, data: bytes, mode: int = 0o644, mtime: int = 0) -> None:
         self._add(_ustar(name, tarfile.REGTYPE, len(data), mode, mtime))
         self._add(data)
         self._add(_ZEROS[: -len(data) % _BLOCK])
+        if self.pending >= _COPY_BUFFER:
+            self.flush()
 
     def add_link(self, name: str, kind: bytes, target: str, mode: int) -> None:
         self._add(_ustar(name, kind, 0, mode, 0, target))
@@ -124,25 +134,36 @@ class _TarWriter:
 
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
-            if size < _COPY_BUFFER:
-                data = os.read(fd, size + 1)
-                if len(data) != size:
-                    data += os.read(fd, size + 1 - len(data))
-                if len(data) != size:
-                    raise OSError(f"{name} changed while it was archived")
-                self.add_bytes(name, data, mode, mtime)
-                return blake3.blake3(data).hexdigest()
             self._add(_ustar(name, tarfile.REGTYPE, size, mode, mtime))
+            if size < _COPY_BUFFER:
+                if self.pending + size + _BLOCK + 1 > len(self.view):
+                    self.flush()
+                start = self.pending
+                end = start + size
+                # One byte more than listed: a file that grew is seen here.
+                got = os.readv(fd, [self.view[start : end + 1]])
+                if got < size:
+                    got += os.readv(fd, [self.view[start + got : end + 1]])
+                if got != size:
+                    raise OSError(f"{name} changed while it was archived")
+                digest = blake3.blake3(self.view[start:end]).hexdigest()
+                padding = -size % _BLOCK
+                self.view[end : end + padding] = _ZEROS[:padding]
+                self.pending = end + padding
+                if self.pending >= _COPY_BUFFER:
+                    self.flush()
+                return digest
             self.flush()
             hasher = blake3.blake3()
             left = size
             while left > 0:
-                chunk = os.read(fd, min(left, _COPY_BUFFER))
-                if not chunk:
+                chunk = self.view[: min(left, _COPY_BUFFER)]
+                got = os.readv(fd, [chunk])
+                if not got:
                     raise OSError(f"{name} changed while it was archived")
-                hasher.update(chunk)
-                self.sink.write(chunk)
-                left -= len(chunk)
+                hasher.update(chunk[:got])
+                self.sink.write(chunk[:got])
+                left -= got
             if os.read(fd, 1):
                 raise OSError(f"{name} changed while it was archived")
             self._add(_ZEROS[: -size % _BLOCK])
