@@ -27,7 +27,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 from vx.globs import GlobSet
 from vx.keys import CACHE_FORMAT
-from vx.outputs import Restored, output_files, output_globs, output_paths, outputs_current
+from vx.outputs import (
+    Restored,
+    compare_outputs,
+    output_files,
+    output_globs,
+    output_paths,
+    outputs_current,
+)
 from vx.statedir import make_dirs
 
 if TYPE_CHECKING:
@@ -464,8 +471,15 @@ class _Staging:
 
 
 def _unpack(
-    data: bytes, task: Task, root: Path, staging: _Staging, known: dict[str, Any] | None
+    data: bytes,
+    task: Task,
+    root: Path,
+    staging: _Staging,
+    known: dict[str, Any] | None,
+    check: bool = True,
 ) -> Restored:
+    """``check``: first compare the outputs in place with the entry's (skipping the
+    extraction when they are current)."""
     spec = output_globs(task)
     project = task.project.path
     project_rel = "" if project == root else project.relative_to(root).as_posix() + "/"
@@ -483,9 +497,15 @@ def _unpack(
                 meta = _parse_meta(tar, member, len(data))
             members = len(meta.get("outputs", {})) + 2
             bounded.limit = member.size + meta["expanded_size"] + members * 8192 + _SLACK
-            if outputs_current(task, root, meta):
+            current = compare_outputs(task, root, meta) if check else False
+            if current is not False:
+                # The outputs in place may be current: the rest of the archive is read (not
+                # extracted) for the log and the digests, which decide when mtimes differ.
                 log = _read_rest(tar, meta)
-                return Restored(meta, log, extracted=False)
+                if current or outputs_current(task, root, meta):
+                    return Restored(meta, log, extracted=False)
+                # They differ after all: extract, reading the archive again.
+                return _unpack(data, task, root, staging, meta, check=False)
             continue
         if member.name == LOG_NAME and member.isfile():
             log = _read_member(tar, member)
