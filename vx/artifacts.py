@@ -21,7 +21,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -364,14 +364,17 @@ def unpack(
     root: Path,
     staging_parent: Path,
     meta: dict[str, Any] | None = None,
+    accept: Callable[[dict[str, Any]], None] | None = None,
 ) -> Restored:
     """Validate the archive and restore the task's outputs; returns the metadata and log.
-    ``meta``: what :func:`read_meta` returned for the same ``data`` (not parsed again)."""
+    ``meta``: what :func:`read_meta` returned for the same ``data`` (not parsed again).
+    ``accept``: called with the metadata as soon as it is read, before anything is
+    extracted; what it raises propagates (e.g. a fingerprint that no longer holds)."""
     import zstandard
 
     staging = _Staging(staging_parent)
     try:
-        return _unpack(data, task, root, staging, meta)
+        return _unpack(data, task, root, staging, meta, accept=accept)
     except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
         # tarfile's own "data" filter, a stream error while reading a member, a failed rename.
         raise ArtifactError(f"corrupt or hostile archive: {type(exc).__name__}: {exc}") from None
@@ -477,6 +480,7 @@ def _unpack(
     staging: _Staging,
     known: dict[str, Any] | None,
     check: bool = True,
+    accept: Callable[[dict[str, Any]], None] | None = None,
 ) -> Restored:
     """``check``: first compare the outputs in place with the entry's (skipping the
     extraction when they are current)."""
@@ -495,6 +499,8 @@ def _unpack(
                 meta = known
             else:
                 meta = _parse_meta(tar, member, len(data))
+                if accept is not None:
+                    accept(meta)
             members = len(meta.get("outputs", {})) + 2
             bounded.limit = member.size + meta["expanded_size"] + members * 8192 + _SLACK
             current = compare_outputs(task, root, meta) if check else False

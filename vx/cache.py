@@ -174,17 +174,13 @@ class TaskCache:
     def _fingerprint_changes(self, reported: object) -> list[str]:
         return fingerprint_changes(self.root, self.hasher, reported, self.keys.environ)
 
-    def _validate(self, task: Task, data: bytes) -> dict[str, Any]:
-        """The archive's metadata, after checking its tool-reported fingerprint (if any);
-        raises :class:`_Stale` when it no longer matches."""
-        from vx.artifacts import read_meta
-
-        meta = read_meta(data)
+    def _accept(self, meta: dict[str, Any]) -> None:
+        """Check an archive's tool-reported fingerprint (if any) as soon as its metadata is
+        read; raises :class:`_Stale` when it no longer matches."""
         if "reported" in meta:
             found = self._fingerprint_changes(meta["reported"])
             if found:
                 raise _Stale(found)
-        return meta
 
     def details(self, task: Task) -> CacheResult:
         """Cache details of a task that is about to run (a miss, or caching disabled)."""
@@ -487,8 +483,8 @@ class TaskCache:
         if artifact is None:
             return None
         found_at = time.monotonic()
-        meta = self._validate(task, artifact.data)
-        restored = unpack(artifact.data, task, self.root, self.vx_dir / "tmp", meta)
+        # One read of the archive: the metadata is checked before anything is extracted.
+        restored = unpack(artifact.data, task, self.root, self.vx_dir / "tmp", accept=self._accept)
         # Here rather than on the event loop's thread (the hit's own save then has nothing
         # left to write).
         self.manifests.save(task.id, key, self.keys.manifests[task.id])
