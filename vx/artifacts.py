@@ -30,7 +30,6 @@ from vx.keys import CACHE_FORMAT
 from vx.outputs import (
     Restored,
     compare_outputs,
-    output_files,
     output_globs,
     output_paths,
     outputs_current,
@@ -670,8 +669,9 @@ def _install(
 ) -> None:
     """Replace the task's current outputs by the staged ones."""
     project = str(task.project.path)
-    for path in output_files(task):
-        path.unlink(missing_ok=True)
+    for path in output_paths(task):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
     checked: set[str] = set()
     """Destination directories created and found inside the project (forgotten whenever a
     link is installed, since it could redirect one)."""

@@ -23,7 +23,6 @@ __all__ = [
     "Restored",
     "compare_outputs",
     "file_digest",
-    "output_files",
     "output_globs",
     "output_paths",
     "outputs_current",
@@ -43,13 +42,9 @@ class Restored:
     """False when the outputs on disk already matched and nothing was written."""
 
 
-def output_files(task: Task) -> list[Path]:
-    """Files and symlinks under the task's project matching its ``outputs`` globs."""
-    return [Path(path) for path in output_paths(task)]
-
-
 def output_paths(task: Task) -> list[str]:
-    """Like :func:`output_files`, as sorted absolute path strings (the fast form)."""
+    """Files and symlinks under the task's project matching its ``outputs`` globs, as
+    sorted absolute paths."""
     outputs = task.definition.outputs
     if not outputs:
         return []
