@@ -182,3 +182,84 @@ def test_truncated_archive_is_a_miss_that_leaves_no_partial_outputs(
     assert not list((ws.path / ".vx" / "tmp").glob("*"))
     shutil.rmtree(ws.path / "packages/app/dist")
     assert ws.run("run", "build").outcomes == {"app#build": "cached"}
+
+
+def test_an_output_directory_linked_out_of_the_project_is_refused(
+    vx_workspace: Make, tmp_path: Path
+) -> None:
+    """``dist`` replaced by a link to a directory outside the project: the restore refuses
+    it (one warning; the entry is evicted and the task runs) and writes nothing there. A
+    link that stays inside the project is followed."""
+    cmd = "test -e ../skip || (mkdir -p dist/sub && echo one > dist/sub/a.txt)"
+    ws = workspace(vx_workspace, cmd)
+    (ws.path / "packages/app/.gitignore").write_text("dist\n")  # the link is no input
+    assert ws.run("run", "build").outcomes == {"app#build": "success"}
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dist = ws.path / "packages/app/dist"
+    shutil.rmtree(dist)
+    dist.symlink_to(outside)
+    (ws.path / "packages/skip").write_text("")
+
+    result = ws.run("run", "build")
+    assert result.exit_code == 0, result.output
+    assert result.outcomes == {"app#build": "success"}, result.output
+    (warning,) = warnings(result.stderr)
+    assert "its directory leads outside the project" in warning
+    assert not list(outside.iterdir())
+    assert not [p for p in (ws.path / ".vx" / "tmp").iterdir() if p.name != "CACHEDIR.TAG"]
+
+    (ws.path / "packages/skip").unlink()
+    dist.unlink()
+    assert ws.run("run", "build", "--force").outcomes == {"app#build": "success"}
+    inside = ws.path / "packages/app/elsewhere"
+    shutil.move(dist, inside)
+    shutil.rmtree(inside / "sub")
+    dist.symlink_to("elsewhere")
+    restored = ws.run("run", "build")
+    assert restored.outcomes == {"app#build": "cached"}, restored.output
+    assert (inside / "sub/a.txt").read_text() == "one\n"
+
+
+def _without_listing(ws: VxWorkspace) -> None:
+    """Keep the entry but not its listing in the index (as a remote hit, or an entry with a
+    tool-reported fingerprint): the next hit reads the archive itself."""
+    path = stored(ws)
+    data = path.read_bytes()
+    key = read_meta(data)["key"]
+    store = LocalCache(ws.path / ".vx" / "cache")
+    store.delete(key)
+    store.put(key, Artifact(key=key, data=data, task_id="app#build"))
+    store.close()
+
+
+def test_outputs_in_place_with_other_mtimes_are_compared_by_digest(vx_workspace: Make) -> None:
+    """The archive's head lists no digests (they come last): outputs whose content is
+    current but whose mtimes changed are recognised from the trailing digests and left in
+    place; the same sizes with other content are restored."""
+    cmd = "mkdir -p dist/sub && echo one > dist/a.txt && echo two > dist/sub/b.txt"
+    ws = workspace(vx_workspace, cmd)
+    assert ws.run("run", "build").outcomes == {"app#build": "success"}
+    _without_listing(ws)
+    a, b = ws.path / "packages/app/dist/a.txt", ws.path / "packages/app/dist/sub/b.txt"
+    os.utime(a, ns=(10**18, 10**18))
+    inode = os.stat(a).st_ino
+
+    same = ws.run("run", "build")
+    assert same.outcomes == {"app#build": "cached"}, same.output
+    assert same.summary is not None
+    (cache,) = [task["cache"] for task in same.summary["tasks"]]
+    assert cache["restored_outputs"] is False
+    assert os.stat(a).st_ino == inode
+    assert os.stat(a).st_mtime_ns == 10**18
+
+    _without_listing(ws)
+    b.write_text("TWO\n")  # same size, other content, another mtime
+    other = ws.run("run", "build")
+    assert other.outcomes == {"app#build": "cached"}, other.output
+    assert other.summary is not None
+    (cache,) = [task["cache"] for task in other.summary["tasks"]]
+    assert cache["restored_outputs"] is True
+    assert b.read_text() == "two\n"
+    assert a.read_text() == "one\n"
+    assert not list((ws.path / ".vx" / "tmp").glob("*"))

@@ -1338,3 +1338,47 @@ def test_warm_reruns_do_not_rewrite_access_times_within_a_minute(vx_workspace: M
     assert ws.run("run", "build").outcomes == {"a#build": "cached"}
     after = {r["task_id"]: r["accessed_at"] for r in index_rows(cache_dir)}["a#build"]
     assert after > time.time() - 60
+
+
+def test_concurrent_puts_are_all_indexed(tmp_path: Path) -> None:
+    """Puts from many threads at once (a fresh clone stores its remote hits locally from
+    several): rows are committed in shared transactions, and every put returns with its own
+    entry readable; a key written twice keeps only the last file."""
+    import threading
+
+    from vx import ArtifactInfo
+
+    store = LocalCache(tmp_path / "cache")
+    payloads = {f"{t:02d}{i:062d}": os.urandom(3000) for t in range(8) for i in range(40)}
+    keys = sorted(payloads)
+    errors: list[BaseException] = []
+
+    def writer(mine: list[str]) -> None:
+        try:
+            for key in mine:
+                info = ArtifactInfo(outputs={}, log=key.encode(), duration_ms=1.0)
+                store.put(key, Artifact(key=key, data=payloads[key], task_id="t", info=info))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(keys[t::8],)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for key in keys:
+        artifact = store.get(key)
+        assert artifact is not None
+        assert artifact.data == payloads[key]
+    infos = store.info_many(keys)
+    assert {key: info.log for key, info in infos.items()} == {key: key.encode() for key in keys}
+    replaced = keys[0]
+    store.put(replaced, Artifact(key=replaced, data=b"other", task_id="t"))
+    files = sorted(p.name for p in (tmp_path / "cache" / "artifacts").glob("*/*"))
+    assert len(files) == len(keys)
+    assert not [name for name in files if name.startswith(".tmp-")]
+    again = store.get(replaced)
+    assert again is not None
+    assert again.data == b"other"
+    store.close()

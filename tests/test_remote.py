@@ -852,3 +852,53 @@ def test_a_refused_prefetched_artifact_runs_its_task_and_the_rest_hit(
     assert {k: v for k, v in restored.items() if "/app/" in k} == {
         k: v for k, v in built.items() if "/app/" in k
     }
+
+
+# -- dry runs read only the head of remote artifacts ------------------------------------------
+
+
+def test_dry_run_reads_only_the_head_of_each_remote_artifact(
+    fake_remote: FakeRemote, clones: Clones
+) -> None:
+    """``--dry`` predicts remote hits from the metadata at the head of each archive: one
+    ranged GET per task, answered (by a server that honours ``Range``) with 64 KB at most.
+    Nothing is downloaded whole, restored, or stored locally; the real run then hits."""
+    _, built = _populate_for_prefetch(fake_remote, clones)
+    # Pad every stored artifact well past the head: the restore still accepts it (zstd
+    # frames of zeros after the archive), so a dry run reading it whole would show here.
+    padding = zstandard.ZstdCompressor().compress(bytes(4 << 20)) * 8
+    for key, (data, tag) in list(fake_remote.store.items()):
+        fake_remote.store[key] = (data + padding, tag)
+    sent: list[int] = []
+
+    def ranges(request: Request, fake: FakeRemote) -> Reply | None:
+        stored = fake.store.get(request.path.rsplit("/", 1)[-1])
+        wanted = request.headers.get("range", "")
+        if request.method != "GET" or stored is None or not wanted.startswith("bytes=0-"):
+            return None
+        body = stored[0][: int(wanted.removeprefix("bytes=0-")) + 1]
+        sent.append(len(body))
+        return Reply(206, body)
+
+    fake_remote.behaviour = ranges
+    fresh = clones.new(remote_config(fake_remote))
+    before = fake_remote.count()
+    dry = clones.run(fresh, "run", "build", "test", "--dry=json", env=token_env(fake_remote.token))
+    assert dry.exit_code == 0, dry.output
+    predicted = {task["id"]: task["cache"] for task in json.loads(dry.stdout)["tasks"]}
+    assert {task: cache["status"] for task, cache in predicted.items()} == dict.fromkeys(
+        TASK_IDS, "hit"
+    )
+    assert {cache["source"] for cache in predicted.values()} == {"remote"}
+    requests = fake_remote.requests[before:]
+    assert Counter(r.method for r in requests) == Counter(GET=3), requests
+    assert {r.headers.get("range") for r in requests} == {"bytes=0-65535"}
+    assert len(sent) == 3
+    assert max(sent) <= 65536
+    assert not list((fresh.path / ".vx" / "cache" / "artifacts").rglob("*.tar.zst"))
+    assert outputs(fresh) == {}
+    assert clones.executions() == dict.fromkeys(("lib-build", "app-build", "app-test"), 1)
+
+    run = clones.run(fresh, "run", "build", "test", env=token_env(fake_remote.token))
+    assert run.outcomes == dict.fromkeys(TASK_IDS, "cached"), run.output
+    assert outputs(fresh) == built

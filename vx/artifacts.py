@@ -11,7 +11,9 @@ Staged files are moved into place with ``os.replace`` (no copy).
 
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 import json
 import os
 import posixpath
@@ -19,19 +21,25 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from vx.globs import GlobSet
 from vx.keys import CACHE_FORMAT
-from vx.outputs import Restored, output_files, output_globs, output_paths, outputs_current
+from vx.outputs import (
+    Restored,
+    compare_outputs,
+    output_globs,
+    output_paths,
+    outputs_current,
+)
 from vx.statedir import make_dirs
 
 if TYPE_CHECKING:
     from vx.graph import Task
 
-__all__ = ["ArtifactError", "Restored", "pack", "read_meta", "unpack"]
+__all__ = ["ArtifactError", "Restored", "pack", "pack_into", "read_meta", "unpack"]
 
 META_NAME = ".vx-artifact/meta.json"
 LOG_NAME = ".vx-artifact/log"
@@ -49,10 +57,15 @@ _THREADED_FROM = 4 << 20
 #: Chunk size of the copies into staged files and of the decompressed stream.
 _COPY_BUFFER = 1 << 20
 _BLOCK = 512
+#: The packing buffer: a batch of up to ``_COPY_BUFFER`` plus the file that ends it.
+_BATCH = 2 * _COPY_BUFFER + 2 * _BLOCK
 _ZEROS = bytes(2 * _BLOCK)
 #: A ustar header after its link name: magic, version, empty owner names, device numbers 0,
 #: empty prefix, padding.
 _USTAR_TAIL = b"ustar\x0000" + bytes(64) + b"0000000\x000000000\x00" + bytes(167)
+#: Staged file names: unique per process (with the pid) and per restore (the counter).
+_TOKEN = os.urandom(4).hex()
+_COUNTER = itertools.count()
 
 
 class ArtifactError(Exception):
@@ -85,30 +98,38 @@ def _ustar(name: str, kind: bytes, size: int, mode: int, mtime: int, link: str =
 
 
 class _TarWriter:
-    """Writes a tar stream in big writes: small members are gathered into one buffer, big
-    files are copied in ``_COPY_BUFFER`` chunks (each one hashed as it passes)."""
+    """Writes a tar stream in big writes through one reused buffer: headers and small files
+    are gathered in it (files read straight into it, and hashed there), big files are
+    copied through it in ``_COPY_BUFFER`` chunks. What the sink (zstd's stream writer) was
+    given is consumed before its ``write`` returns, so the buffer can be reused."""
 
     def __init__(self, sink: IO[bytes]) -> None:
         self.sink = sink
-        self.parts: list[bytes] = []
+        self.view = memoryview(bytearray(_BATCH))
         self.pending = 0
 
     def _add(self, data: bytes) -> None:
-        self.parts.append(data)
-        self.pending += len(data)
-        if self.pending >= _COPY_BUFFER:
+        end = self.pending + len(data)
+        if end > len(self.view):
             self.flush()
+            if len(data) > len(self.view):
+                self.sink.write(data)
+                return
+            end = len(data)
+        self.view[self.pending : end] = data
+        self.pending = end
 
     def flush(self) -> None:
-        if self.parts:
-            self.sink.write(b"".join(self.parts))
-            self.parts.clear()
+        if self.pending:
+            self.sink.write(self.view[: self.pending])
             self.pending = 0
 
     def add_bytes(self, name: str, data: bytes, mode: int = 0o644, mtime: int = 0) -> None:
         self._add(_ustar(name, tarfile.REGTYPE, len(data), mode, mtime))
         self._add(data)
         self._add(_ZEROS[: -len(data) % _BLOCK])
+        if self.pending >= _COPY_BUFFER:
+            self.flush()
 
     def add_link(self, name: str, kind: bytes, target: str, mode: int) -> None:
         self._add(_ustar(name, kind, 0, mode, 0, target))
@@ -119,25 +140,36 @@ class _TarWriter:
 
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
-            if size < _COPY_BUFFER:
-                data = os.read(fd, size + 1)
-                if len(data) != size:
-                    data += os.read(fd, size + 1 - len(data))
-                if len(data) != size:
-                    raise OSError(f"{name} changed while it was archived")
-                self.add_bytes(name, data, mode, mtime)
-                return blake3.blake3(data).hexdigest()
             self._add(_ustar(name, tarfile.REGTYPE, size, mode, mtime))
+            if size < _COPY_BUFFER:
+                if self.pending + size + _BLOCK + 1 > len(self.view):
+                    self.flush()
+                start = self.pending
+                end = start + size
+                # One byte more than listed: a file that grew is seen here.
+                got = os.readv(fd, [self.view[start : end + 1]])
+                if got < size:
+                    got += os.readv(fd, [self.view[start + got : end + 1]])
+                if got != size:
+                    raise OSError(f"{name} changed while it was archived")
+                digest = blake3.blake3(self.view[start:end]).hexdigest()
+                padding = -size % _BLOCK
+                self.view[end : end + padding] = _ZEROS[:padding]
+                self.pending = end + padding
+                if self.pending >= _COPY_BUFFER:
+                    self.flush()
+                return digest
             self.flush()
             hasher = blake3.blake3()
             left = size
             while left > 0:
-                chunk = os.read(fd, min(left, _COPY_BUFFER))
-                if not chunk:
+                chunk = self.view[: min(left, _COPY_BUFFER)]
+                got = os.readv(fd, [chunk])
+                if not got:
                     raise OSError(f"{name} changed while it was archived")
-                hasher.update(chunk)
-                self.sink.write(chunk)
-                left -= len(chunk)
+                hasher.update(chunk[:got])
+                self.sink.write(chunk[:got])
+                left -= got
             if os.read(fd, 1):
                 raise OSError(f"{name} changed while it was archived")
             self._add(_ZEROS[: -size % _BLOCK])
@@ -158,9 +190,25 @@ def pack(
     level: int = 3,
     ignored: frozenset[str] = frozenset(),
 ) -> tuple[bytes, dict[str, Any]]:
-    """Build the compressed archive of ``task``'s outputs, log and ``meta``; returns it with
-    the recorded output listing (path -> type, size, mtime, mode, digest). ``ignored``:
-    workspace-relative paths (files or directories) a tool said are not results.
+    """Build the compressed archive of ``task``'s outputs, log and ``meta`` in memory;
+    returns it with the recorded output listing (see :func:`pack_into`)."""
+    raw = io.BytesIO()
+    outputs = pack_into(raw, task, root, log, meta, level, ignored)
+    return raw.getvalue(), outputs
+
+
+def pack_into(
+    sink: IO[bytes],
+    task: Task,
+    root: Path,
+    log: bytes,
+    meta: dict[str, Any],
+    level: int = 3,
+    ignored: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """Write the compressed archive of ``task``'s outputs, log and ``meta`` to ``sink``;
+    returns the recorded output listing (path -> type, size, mtime, mode, digest).
+    ``ignored``: workspace-relative paths (files or directories) a tool said are not results.
 
     One pass over the tree: the listing at the head of the archive comes from ``lstat``
     alone, and each file's digest is taken while it is read into the stream; the digests
@@ -188,12 +236,11 @@ def pack(
         files.append((path, name, st))
     expanded = sum(entry.get("size", 0) for entry in outputs.values()) + len(log)
     meta = {**meta, "format": CACHE_FORMAT, "outputs": outputs, "expanded_size": expanded}
-    raw = io.BytesIO()
     # zstd's own worker threads for anything big (compression then overlaps reading).
     threads = -1 if expanded > _THREADED_FROM else 0
     compressor = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=threads)
     digests: dict[str, str] = {}
-    with compressor.stream_writer(raw, closefd=False) as writer:
+    with compressor.stream_writer(sink, closefd=False) as writer:
         tar = _TarWriter(writer)
         tar.add_bytes(META_NAME, json.dumps(meta, sort_keys=True).encode())
         tar.add_bytes(LOG_NAME, log)
@@ -220,7 +267,7 @@ def pack(
         tar.close()
     for name, digest in digests.items():
         outputs[name]["digest"] = digest
-    return raw.getvalue(), outputs
+    return outputs
 
 
 def _ignored(name: str, ignored: frozenset[str]) -> bool:
@@ -273,14 +320,23 @@ def _members(data: bytes) -> Iterator[tuple[_BoundedReader, tarfile.TarFile, tar
         raise ArtifactError(f"corrupt archive: {type(exc).__name__}: {exc}") from None
 
 
-def read_meta(data: bytes) -> dict[str, Any]:
-    """The metadata member (always the first one)."""
+def read_meta(data: bytes, compressed: int | None = -1) -> dict[str, Any]:
+    """The metadata member (always the first one). ``data`` may be only the head of the
+    archive (then ``compressed=None``: the whole size, which bounds the declared expanded
+    size, is not known; default: ``len(data)``)."""
+    import zstandard
+
     for _, tar, member in _members(data):
-        return _parse_meta(tar, member, len(data))
+        try:
+            return _parse_meta(tar, member, len(data) if compressed == -1 else compressed)
+        except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
+            raise ArtifactError(f"corrupt archive: {type(exc).__name__}: {exc}") from None
     raise ArtifactError("empty archive")
 
 
-def _parse_meta(tar: tarfile.TarFile, member: tarfile.TarInfo, compressed: int) -> dict[str, Any]:
+def _parse_meta(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, compressed: int | None
+) -> dict[str, Any]:
     if member.name != META_NAME or not member.isfile() or member.size > _META_LIMIT:
         raise ArtifactError("archive does not start with its metadata")
     handle = tar.extractfile(member)
@@ -294,7 +350,7 @@ def _parse_meta(tar: tarfile.TarFile, member: tarfile.TarInfo, compressed: int) 
     expanded = meta.get("expanded_size")
     if not isinstance(expanded, int) or expanded < 0:
         raise ArtifactError("metadata lacks a valid expanded_size")
-    if expanded > max(compressed, 1) * _MAX_RATIO + _SLACK:
+    if compressed is not None and expanded > max(compressed, 1) * _MAX_RATIO + _SLACK:
         raise ArtifactError(
             f"declared expanded size {expanded} is implausible for {compressed} compressed bytes"
         )
@@ -307,14 +363,17 @@ def unpack(
     root: Path,
     staging_parent: Path,
     meta: dict[str, Any] | None = None,
+    accept: Callable[[dict[str, Any]], None] | None = None,
 ) -> Restored:
     """Validate the archive and restore the task's outputs; returns the metadata and log.
-    ``meta``: what :func:`read_meta` returned for the same ``data`` (not parsed again)."""
+    ``meta``: what :func:`read_meta` returned for the same ``data`` (not parsed again).
+    ``accept``: called with the metadata as soon as it is read, before anything is
+    extracted; what it raises propagates (e.g. a fingerprint that no longer holds)."""
     import zstandard
 
     staging = _Staging(staging_parent)
     try:
-        return _unpack(data, task, root, staging, meta)
+        return _unpack(data, task, root, staging, meta, accept=accept)
     except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
         # tarfile's own "data" filter, a stream error while reading a member, a failed rename.
         raise ArtifactError(f"corrupt or hostile archive: {type(exc).__name__}: {exc}") from None
@@ -323,43 +382,85 @@ def unpack(
 
 
 class _Staging:
-    """A temporary directory next to the workspace, created only when something is extracted."""
+    """Where a restore stages what it extracts before moving it into place.
+
+    Regular files streamed by the restore are staged *flat*: uniquely named files directly in
+    ``parent`` (``.vx/tmp``), so a restore of plain files creates and removes no directory
+    (a fresh clone restores hundreds of small artifacts, and directory operations in one
+    shared directory were most of their staging cost). Members tarfile extracts (links, and
+    everything after the first one) need a tree: a temporary directory is then created, and
+    the flat files staged so far are moved into it at their names first, so that links are
+    resolved among all the staged members."""
 
     def __init__(self, parent: Path) -> None:
         self.parent = parent
-        self._path: Path | None = None
+        self._tree: Path | None = None
         self._directories: dict[str, str] = {}
-        """Archive directory -> staged directory, each created once."""
+        """Archive directory -> staged directory in the tree, each created once."""
+        self.files: dict[str, str] = {}
+        """Member name -> its staged path (flat, or in the tree once there is one)."""
         self.emptied = False
-        """Every staged file was moved out: only directories are left."""
+        """Every staged file was moved out: only the tree's directories are left."""
+
+    def create(self, name: str) -> int:
+        """A new, exclusively created staged file for member ``name``: its descriptor."""
+        path = f"{self.parent}/.restore-{os.getpid()}-{_TOKEN}-{next(_COUNTER)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:
+            make_dirs(self.parent)
+            fd = os.open(path, flags, 0o600)
+        self.files[name] = path
+        return fd
+
+    def link(self, name: str, target: str) -> None:
+        """Stage member ``name`` as a hardlink to the staged file of member ``target``."""
+        path = f"{self.parent}/.restore-{os.getpid()}-{_TOKEN}-{next(_COUNTER)}"
+        os.link(self.files[target], path)
+        self.files[name] = path
 
     @property
-    def path(self) -> Path:
-        if self._path is None:
+    def tree(self) -> Path:
+        """The staged tree (created, and the flat files moved into it, on first use)."""
+        if self._tree is None:
             make_dirs(self.parent)
-            self._path = Path(tempfile.mkdtemp(prefix="restore-", dir=self.parent))
-        return self._path
+            self._tree = Path(tempfile.mkdtemp(prefix="restore-", dir=self.parent))
+            for name, path in self.files.items():
+                placed = os.path.join(self.directory_for(name), posixpath.basename(name))
+                os.replace(path, placed)
+                self.files[name] = placed
+        return self._tree
+
+    def source(self, name: str) -> str:
+        """Where member ``name`` is staged."""
+        found = self.files.get(name)
+        return found if found is not None else os.path.join(self.tree, name)
 
     def directory_for(self, name: str) -> str:
-        """The staged directory of member ``name`` (created with its parents)."""
+        """The staged directory of member ``name`` in the tree (created with its parents)."""
         parent = posixpath.dirname(name)
         found = self._directories.get(parent)
         if found is None:
-            found = os.path.join(self.path, parent)
+            found = os.path.join(self.tree, parent)
             os.makedirs(found, exist_ok=True)
             self._directories[parent] = found
         return found
 
     def cleanup(self) -> None:
-        if self._path is None:
+        if not self.emptied:
+            for staged_file in self.files.values():
+                with contextlib.suppress(OSError):
+                    os.unlink(staged_file)
+        if self._tree is None:
             return
         if self.emptied and self._directories:
             # Only the directories this restore created are left: remove them deepest
             # first (rmdir fails, and rmtree takes over, should anything else be there).
-            staged = {self._path}
+            staged = {self._tree}
             for directory in self._directories.values():
                 path = Path(directory)
-                while path != self._path and path not in staged:
+                while path != self._tree and path not in staged:
                     staged.add(path)
                     path = path.parent
             try:
@@ -368,12 +469,20 @@ class _Staging:
                 return
             except OSError:
                 pass
-        shutil.rmtree(self._path, ignore_errors=True)
+        shutil.rmtree(self._tree, ignore_errors=True)
 
 
 def _unpack(
-    data: bytes, task: Task, root: Path, staging: _Staging, known: dict[str, Any] | None
+    data: bytes,
+    task: Task,
+    root: Path,
+    staging: _Staging,
+    known: dict[str, Any] | None,
+    check: bool = True,
+    accept: Callable[[dict[str, Any]], None] | None = None,
 ) -> Restored:
+    """``check``: first compare the outputs in place with the entry's (skipping the
+    extraction when they are current)."""
     spec = output_globs(task)
     project = task.project.path
     project_rel = "" if project == root else project.relative_to(root).as_posix() + "/"
@@ -389,11 +498,19 @@ def _unpack(
                 meta = known
             else:
                 meta = _parse_meta(tar, member, len(data))
+                if accept is not None:
+                    accept(meta)
             members = len(meta.get("outputs", {})) + 2
             bounded.limit = member.size + meta["expanded_size"] + members * 8192 + _SLACK
-            if outputs_current(task, root, meta):
+            current = compare_outputs(task, root, meta) if check else False
+            if current is not False:
+                # The outputs in place may be current: the rest of the archive is read (not
+                # extracted) for the log and the digests, which decide when mtimes differ.
                 log = _read_rest(tar, meta)
-                return Restored(meta, log, extracted=False)
+                if current or outputs_current(task, root, meta):
+                    return Restored(meta, log, extracted=False)
+                # They differ after all: extract, reading the archive again.
+                return _unpack(data, task, root, staging, meta, check=False)
             continue
         if member.name == LOG_NAME and member.isfile():
             log = _read_member(tar, member)
@@ -409,19 +526,19 @@ def _unpack(
             written.add(name)
         elif member.islnk() and not links and member.linkname in written:
             # A hardlink to a file staged above (which has its mode and mtime already).
-            staged_at = os.path.join(staging.directory_for(name), posixpath.basename(name))
-            os.link(os.path.join(staging.path, member.linkname), staged_at)
+            staging.link(name, member.linkname)
             written.add(name)
         else:
             # Links, and everything after the first one (a staged link could redirect a
             # later member's directory): tarfile's own "data" filter checks each path.
             links = True
-            tar.extract(member, staging.path, set_attrs=True, filter="data")
+            tar.extract(member, staging.tree, set_attrs=True, filter="data")
         staged.append((name, member))
     if meta is None:
         raise ArtifactError("empty archive")
-    _check_staged_links(staging.path, staged, project_rel, spec)
-    _install(task, root, staging.path, staged, written, meta["outputs"])
+    if links:
+        _check_staged_links(staging.tree, staged, project_rel, spec)
+    _install(task, root, staging, staged, written, meta["outputs"])
     staging.emptied = True
     return Restored(meta, log, extracted=True)
 
@@ -433,14 +550,13 @@ def _write_member(
     permission bits (never setuid, setgid or sticky) and mtime set on the staged copy."""
     source = tar.extractfile(member)
     assert source is not None
-    path = os.path.join(staging.directory_for(name), posixpath.basename(name))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd = staging.create(name)
     with open(fd, "wb", buffering=0) as handle:
         shutil.copyfileobj(source, handle, _COPY_BUFFER)
         os.fchmod(fd, member.mode & 0o777)
-    recorded = entry.get("mtime_ns") if isinstance(entry, dict) else None
-    when = recorded if isinstance(recorded, int) else int(member.mtime) * 1_000_000_000
-    os.utime(path, ns=(when, when))
+        recorded = entry.get("mtime_ns") if isinstance(entry, dict) else None
+        when = recorded if isinstance(recorded, int) else int(member.mtime) * 1_000_000_000
+        os.utime(fd, ns=(when, when))
 
 
 def _check_staged_links(
@@ -546,31 +662,33 @@ def _check_member(
 def _install(
     task: Task,
     root: Path,
-    staging: Path,
+    staging: _Staging,
     staged: list[tuple[str, tarfile.TarInfo]],
     written: set[str],
     outputs: dict[str, Any],
 ) -> None:
     """Replace the task's current outputs by the staged ones."""
-    project = task.project.path.resolve()
-    for path in output_files(task):
-        path.unlink(missing_ok=True)
+    project = str(task.project.path)
+    for path in output_paths(task):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
     checked: set[str] = set()
     """Destination directories created and found inside the project (forgotten whenever a
     link is installed, since it could redirect one)."""
     for name, member in staged:
-        source = os.path.join(staging, name)
         destination = os.path.join(root, name)
         parent = os.path.dirname(destination)
         if parent not in checked:
-            os.makedirs(parent, exist_ok=True)
-            real_parent = Path(os.path.realpath(parent))
-            if real_parent != project and project not in real_parent.parents:
+            if not _inside(project, parent):
                 raise ArtifactError(f"refusing {name!r}: its directory leads outside the project")
+            os.makedirs(parent, exist_ok=True)
             checked.add(parent)
-        if os.path.isdir(destination) and not os.path.islink(destination):
-            shutil.rmtree(destination)
-        os.replace(source, destination)
+        try:
+            if stat.S_ISDIR(os.lstat(destination).st_mode):
+                shutil.rmtree(destination)
+        except FileNotFoundError:
+            pass
+        os.replace(staging.source(name), destination)
         if member.issym():
             checked.clear()
         elif name not in written:
@@ -582,3 +700,25 @@ def _install(
             recorded = outputs[name].get("mtime_ns")
             if isinstance(recorded, int):
                 os.utime(destination, ns=(recorded, recorded))
+
+
+def _inside(project: str, directory: str) -> bool:
+    """Whether ``directory`` (below the project's path) is, or will be once created, inside
+    the project: every directory on the way down that exists is a plain directory (one
+    ``lstat`` each; the missing ones will be created as such), or else, through links, its
+    real path is under the project's. Checked before anything is created."""
+    if directory == project or directory.startswith(project + "/"):
+        path = project
+        for part in directory[len(project) + 1 :].split("/"):
+            path = f"{path}/{part}" if part else path
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                return True
+            if not stat.S_ISDIR(mode):  # a link (or not a directory)
+                break
+        else:
+            return True
+    real = Path(os.path.realpath(directory))
+    resolved = Path(project).resolve()
+    return real == resolved or resolved in real.parents

@@ -9,10 +9,13 @@ plus one warning per layer per run.
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from vx import _log
 from vx.caching import (
@@ -33,6 +36,7 @@ from vx.fingerprint import fingerprint
 from vx.keys import KeyBuilder
 from vx.outputs import Restored, outputs_current
 from vx.runoptions import LayerAccess, RunOptions
+from vx.statedir import make_dirs
 
 if TYPE_CHECKING:
     import asyncio
@@ -47,6 +51,10 @@ __all__ = ["TaskCache", "create_cache"]
 
 
 _OFF = LayerAccess(read=False, write=False)
+#: Bytes of an archive's head first read to find its metadata (``--dry``, ``vx why``) ...
+_HEAD = 64 << 10
+#: ... and the most read that way before the entry counts as unusable.
+_META_HEAD_LIMIT = 128 << 20
 
 
 class _LayerReadError(Exception):
@@ -67,6 +75,23 @@ class _LayerWriteError(Exception):
     def __init__(self, layer: CacheLayer) -> None:
         super().__init__(layer.name)
         self.layer = layer
+
+
+class _HashingSink(io.RawIOBase):
+    """Writes through to ``handle``, hashing what passes (the archive's digest, taken while
+    it is written)."""
+
+    def __init__(self, handle: IO[bytes], hasher: Any) -> None:
+        self.handle = handle
+        self.hasher = hasher
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.hasher.update(data)
+        written: int = self.handle.write(data)
+        return written
 
 
 def _source(layer: CacheLayer) -> CacheSource:
@@ -149,17 +174,13 @@ class TaskCache:
     def _fingerprint_changes(self, reported: object) -> list[str]:
         return fingerprint_changes(self.root, self.hasher, reported, self.keys.environ)
 
-    def _validate(self, task: Task, data: bytes) -> dict[str, Any]:
-        """The archive's metadata, after checking its tool-reported fingerprint (if any);
-        raises :class:`_Stale` when it no longer matches."""
-        from vx.artifacts import read_meta
-
-        meta = read_meta(data)
+    def _accept(self, meta: dict[str, Any]) -> None:
+        """Check an archive's tool-reported fingerprint (if any) as soon as its metadata is
+        read; raises :class:`_Stale` when it no longer matches."""
         if "reported" in meta:
             found = self._fingerprint_changes(meta["reported"])
             if found:
                 raise _Stale(found)
-        return meta
 
     def details(self, task: Task) -> CacheResult:
         """Cache details of a task that is about to run (a miss, or caching disabled)."""
@@ -183,7 +204,7 @@ class TaskCache:
                     found = layer
                     break
                 try:
-                    if layer.has(task.hash) and self._still_valid(layer, task, task.hash):
+                    if self._still_valid(layer, task, task.hash):
                         found = layer
                         break
                 except Exception as exc:
@@ -192,21 +213,34 @@ class TaskCache:
         return found
 
     def _still_valid(self, layer: CacheLayer, task: Task, key: str) -> bool:
-        """An entry found without its listing (``has``) may carry a tool-reported
-        fingerprint: read its metadata to check it (``--dry`` and ``vx why`` predict what a
-        run would do). Entries with a fingerprint never have a listing (see :meth:`save`)."""
-        from vx.artifacts import ArtifactError
+        """Whether ``layer`` has an entry for ``key`` that a run would use. An entry found
+        without its listing may carry a tool-reported fingerprint: its metadata is checked
+        (``--dry`` and ``vx why`` predict what a run would do). Entries with a fingerprint
+        never have a listing (see :meth:`save`). The metadata heads the archive, so only
+        the head is read (:meth:`~vx.caching.CacheLayer.read_head`): a dry run does not
+        download whole artifacts."""
+        from vx.artifacts import ArtifactError, read_meta
 
-        artifact = layer.get(key)
-        if artifact is None:
-            return False
-        try:
-            self._validate(task, artifact.data)
-        except _Stale as stale:
-            self._stale[task.id] = stale.changes
-            return False
-        except ArtifactError:
-            return False
+        size = _HEAD
+        while True:
+            data = layer.read_head(key, size)
+            if data is None:
+                return False
+            whole = len(data) < size
+            try:
+                # The zip-bomb ratio needs the whole size: nothing is extracted here.
+                meta = read_meta(data, compressed=len(data) if whole else None)
+            except ArtifactError:
+                if whole or size > _META_HEAD_LIMIT:
+                    return False
+                size *= 8  # the metadata goes on past the head read: read more
+                continue
+            break
+        if "reported" in meta:
+            found = self._fingerprint_changes(meta["reported"])
+            if found:
+                self._stale[task.id] = found
+                return False
         return True
 
     def lookup(self, task: Task) -> CacheResult:
@@ -449,8 +483,8 @@ class TaskCache:
         if artifact is None:
             return None
         found_at = time.monotonic()
-        meta = self._validate(task, artifact.data)
-        restored = unpack(artifact.data, task, self.root, self.vx_dir / "tmp", meta)
+        # One read of the archive: the metadata is checked before anything is extracted.
+        restored = unpack(artifact.data, task, self.root, self.vx_dir / "tmp", accept=self._accept)
         # Here rather than on the event loop's thread (the hit's own save then has nothing
         # left to write).
         self.manifests.save(task.id, key, self.keys.manifests[task.id])
@@ -614,27 +648,66 @@ class TaskCache:
     ) -> Artifact:
         """Archive the outputs and save them in the local layers in one worker-thread hop
         (``meta`` gains the tool-reported fingerprint, if any)."""
-        from vx.artifacts import pack
-
         ignored: frozenset[str] = frozenset()
         if reported is not None:
             ignored = frozenset(reported.ignored_outputs)
             found = fingerprint(self.root, self.hasher, reported)
             if found is not None:
                 meta["reported"] = found
-        data, outputs = pack(task, self.root, result.output, meta, ignored=ignored)
-        info = None
-        if "reported" not in meta:
-            info = ArtifactInfo(outputs=outputs, log=result.output, duration_ms=result.duration_ms)
-        artifact = Artifact(
-            key=meta["key"], data=data, duration_ms=result.duration_ms, task_id=task.id, info=info
-        )
-        for layer in local:
-            try:
-                layer.put(artifact.key, artifact)
-            except Exception as exc:
-                raise _LayerWriteError(layer) from exc
+        key = meta["key"]
+        # The archive is streamed into a temporary file (hashed on the way) that the first
+        # local layer takes over: no copy of it in memory unless another layer needs bytes.
+        path, outputs, digest = self._pack_to_file(task, result, meta, ignored)
+        try:
+            info = None
+            if "reported" not in meta:
+                info = ArtifactInfo(
+                    outputs=outputs, log=result.output, duration_ms=result.duration_ms
+                )
+            artifact = Artifact(
+                key=key, data=b"", duration_ms=result.duration_ms, task_id=task.id, info=info
+            )
+            others = len(local) > 1 or any(not layer.local for layer in self.writable)
+            if others:
+                artifact = replace(artifact, data=path.read_bytes())
+            for index, layer in enumerate(local):
+                try:
+                    if index == 0:
+                        layer.put_file(key, replace(artifact, data=b""), path, digest)
+                    else:
+                        layer.put(key, artifact)
+                except Exception as exc:
+                    raise _LayerWriteError(layer) from exc
+        finally:
+            path.unlink(missing_ok=True)
         return artifact
+
+    def _pack_to_file(
+        self, task: Task, result: TaskResult, meta: dict[str, Any], ignored: frozenset[str]
+    ) -> tuple[Path, dict[str, Any], str]:
+        """Archive the outputs into a new file in ``.vx/tmp``; returns its path, the output
+        listing and the file's blake3 digest. Raises ``OSError`` (the file removed)."""
+        import blake3
+
+        from vx.artifacts import pack_into
+
+        directory = self.vx_dir / "tmp"
+        path = directory / f".archive-{os.getpid()}-{os.urandom(6).hex()}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o666)
+        except FileNotFoundError:
+            make_dirs(directory)
+            fd = os.open(path, flags, 0o666)
+        try:
+            with open(fd, "wb", buffering=0) as handle:
+                sink = _HashingSink(handle, blake3.blake3())
+                stream = cast("IO[bytes]", sink)
+                outputs = pack_into(stream, task, self.root, result.output, meta, ignored=ignored)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path, outputs, sink.hasher.hexdigest()
 
     async def _upload(self, layer: CacheLayer, artifact: Artifact) -> None:
         import asyncio

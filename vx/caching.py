@@ -4,9 +4,12 @@ result of a task's cache lookup."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "Artifact",
@@ -175,9 +178,29 @@ class CacheLayer:
         """Store ``artifact`` under ``key`` (replacing any entry)."""
         raise NotImplementedError
 
+    def put_file(self, key: str, artifact: Artifact, path: Path, digest: str) -> None:
+        """Store the archive held in the file at ``path`` under ``key`` (like :meth:`put`;
+        ``artifact.data`` is empty, ``digest`` is the blake3 hex digest of the file). The
+        kernel calls this on the first :attr:`local` layer when it saves a result: the
+        archive is streamed to that file while it is built instead of being held in memory.
+        The file is the kernel's temporary file (on the file system of the workspace's
+        ``.vx``); the layer may move it, and the kernel removes it if it is still there
+        afterwards. Default: :meth:`put` with the file's bytes."""
+        self.put(key, replace(artifact, data=path.read_bytes()))
+
     def has(self, key: str) -> bool:
-        """Whether an entry exists for ``key`` (``--dry`` and ``vx why``)."""
+        """Whether an entry exists for ``key``. (``--dry`` and ``vx why`` call
+        :meth:`read_head` instead, which also answers None for a missing entry.)"""
         raise NotImplementedError
+
+    def read_head(self, key: str, size: int) -> bytes | None:
+        """At least the first ``size`` bytes of the artifact stored under ``key`` (all of it
+        when it is shorter), or None when there is none. ``--dry`` and ``vx why`` read an
+        entry's metadata, which heads the archive, this way: a remote layer can stop the
+        transfer there instead of downloading the whole artifact. Raise like :meth:`get`.
+        Default: ``get(key)``'s data."""
+        artifact = self.get(key)
+        return None if artifact is None else artifact.data
 
     def delete(self, key: str) -> None:
         """Evict the entry of ``key``; called when its archive turned out to be corrupt or

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Restored",
+    "compare_outputs",
     "file_digest",
-    "output_files",
     "output_globs",
     "output_paths",
     "outputs_current",
@@ -42,13 +42,9 @@ class Restored:
     """False when the outputs on disk already matched and nothing was written."""
 
 
-def output_files(task: Task) -> list[Path]:
-    """Files and symlinks under the task's project matching its ``outputs`` globs."""
-    return [Path(path) for path in output_paths(task)]
-
-
 def output_paths(task: Task) -> list[str]:
-    """Like :func:`output_files`, as sorted absolute path strings (the fast form)."""
+    """Files and symlinks under the task's project matching its ``outputs`` globs, as
+    sorted absolute paths."""
     outputs = task.definition.outputs
     if not outputs:
         return []
@@ -108,11 +104,20 @@ def file_digest(path: Path | str) -> str:
 
 def outputs_current(task: Task, root: Path, meta: dict[str, Any]) -> bool:
     """Whether the outputs on disk already equal the entry's (stat first, then digest)."""
+    return compare_outputs(task, root, meta) is True
+
+
+def compare_outputs(task: Task, root: Path, meta: dict[str, Any]) -> bool | None:
+    """True when the outputs on disk equal the entry's (stat first, then digest), False when
+    they differ, None when they may: the same files, types, sizes and link targets, but a
+    file whose mtime differs has no digest in ``meta`` to compare with (the listing at the
+    head of an archive: its digests come last)."""
     recorded: dict[str, Any] = meta.get("outputs", {})
     cut = len(str(root)) + 1
     on_disk = {path[cut:]: path for path in output_paths(task)}
     if on_disk.keys() != recorded.keys():
         return False
+    undecided = False
     for name, entry in recorded.items():
         path = on_disk[name]
         try:
@@ -125,6 +130,10 @@ def outputs_current(task: Task, root: Path, meta: dict[str, Any]) -> bool:
             continue
         if not stat.S_ISREG(st.st_mode) or st.st_size != entry.get("size"):
             return False
-        if st.st_mtime_ns != entry.get("mtime_ns") and file_digest(path) != entry.get("digest"):
-            return False
-    return True
+        if st.st_mtime_ns != entry.get("mtime_ns"):
+            digest = entry.get("digest")
+            if digest is None:
+                undecided = True
+            elif file_digest(path) != digest:
+                return False
+    return None if undecided else True

@@ -46,6 +46,9 @@ class Prefetcher:
         self._next = 0
         self._results: dict[str, Future[Artifact | None]] = {}
         self._taken: set[str] = set()
+        self._arrived: set[str] = set()
+        """Keys fetched and found, not yet taken: read without the lock (the scheduler asks
+        for every ready task on each of its turns)."""
         self._held_bytes = 0
         self._held_count = 0
         self._stopped = False
@@ -98,22 +101,21 @@ class Prefetcher:
                 with self._condition:
                     self._held_bytes += len(artifact.data)
             future.set_result(artifact)
+            if artifact is not None:
+                with self._condition:
+                    if key not in self._taken:
+                        self._arrived.add(key)
 
     def arrived(self, key: str) -> bool:
         """Whether ``key`` was fetched and found (not yet taken)."""
-        with self._condition:
-            if key in self._taken:
-                return False
-            future = self._results.get(key)
-        if future is None or not future.done() or future.exception() is not None:
-            return False
-        return future.result() is not None
+        return key in self._arrived
 
     def take(self, key: str) -> Future[Artifact | None] | None:
         """The prefetch of ``key`` (running or done), or None when it was not started (the
         caller reads the layer itself; the prefetch will skip the key)."""
         with self._condition:
             self._taken.add(key)
+            self._arrived.discard(key)
             return self._results.get(key)
 
     def release(self, key: str, artifact: Artifact | None) -> None:

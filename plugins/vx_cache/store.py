@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -82,6 +83,14 @@ def _unpack_log(blob: bytes | None) -> bytes:
     return bytes(blob[1:])
 
 
+@dataclass(slots=True)
+class _Pending:
+    """An index row waiting to be committed, and what its transaction raised."""
+
+    row: tuple[object, ...]
+    error: BaseException | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     key: str
@@ -108,6 +117,9 @@ class LocalCache(CacheLayer):
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._touched: dict[str, float] = {}
+        self._queue: list[_Pending] = []
+        """Index rows waiting for a transaction (see _index)."""
+        self._queue_lock = threading.Lock()
         """key -> time of a hit not yet written to the index (see flush_access_times)."""
 
     @contextlib.contextmanager
@@ -186,32 +198,81 @@ class LocalCache(CacheLayer):
     def put(self, key: str, artifact: Artifact) -> None:
         digest = blake3.blake3(artifact.data).hexdigest()
         file = f"{key[:2]}/{key}.{digest[:16]}.tar.zst"
-        path = self.artifacts / file
-        make_cache_dir(self.directory)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self._directory_of(file)
         temporary = path.with_name(f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
         temporary.write_bytes(artifact.data)
         os.replace(temporary, path)
+        self._index(key, file, digest, len(artifact.data), artifact)
+
+    def put_file(self, key: str, artifact: Artifact, path: Path, digest: str) -> None:
+        """Move the kernel's archive file into place (a copy when it is on another file
+        system), then index it: the archive is never read back."""
+        file = f"{key[:2]}/{key}.{digest[:16]}.tar.zst"
+        target = self._directory_of(file)
+        size = os.stat(path).st_size
+        try:
+            os.replace(path, target)
+        except OSError:  # another file system (a cache directory elsewhere)
+            temporary = target.with_name(f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
+            shutil.copyfile(path, temporary)
+            os.replace(temporary, target)
+        self._index(key, file, digest, size, artifact)
+
+    def _directory_of(self, file: str) -> Path:
+        """The path of artifact ``file``, its directory created."""
+        path = self.artifacts / file
+        make_cache_dir(self.directory)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _index(self, key: str, file: str, digest: str, size: int, artifact: Artifact) -> None:
+        """Replace the index row of ``key`` by the entry in ``file`` (already in place).
+
+        Group commit: rows of concurrent puts (a fresh clone's remote hits are written
+        here from several threads) queue up, and whichever thread holds the database
+        writes all the queued rows in one transaction. A put returns once its own row is
+        committed (or raises what its transaction raised)."""
         now = time.time()
         info = artifact.info
-        row = (key, file, digest, artifact.task_id, len(artifact.data), artifact.duration_ms)
         extra = (json.dumps(dict(info.outputs)), _pack_log(info.log)) if info else (None, None)
+        pending = _Pending(
+            (key, file, digest, artifact.task_id, size, artifact.duration_ms, now, now, *extra)
+        )
+        with self._queue_lock:
+            self._queue.append(pending)
         with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._queue_lock:
+                batch, self._queue = self._queue, []
+            if batch:
+                self._commit(db, batch)
+        if pending.error is not None:
+            raise pending.error
+
+    def _commit(self, db: sqlite3.Connection, batch: list[_Pending]) -> None:
+        """Write ``batch`` in one transaction; then remove the files the rows replaced."""
+        replaced: list[str] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for pending in batch:
+                key, file = pending.row[0], pending.row[1]
                 old = db.execute("SELECT file FROM entries WHERE key = ?", (key,)).fetchone()
                 db.execute(
                     "INSERT OR REPLACE INTO entries (key, file, digest, task_id, size, "
                     "duration_ms, created_at, accessed_at, info, log) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*row, now, now, *extra),
+                    pending.row,
                 )
-                db.execute("COMMIT")
-            except BaseException:
+                if old is not None and old[0] != file:
+                    replaced.append(old[0])
+            db.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
-                raise
-        if old is not None and old[0] != file:
-            (self.artifacts / old[0]).unlink(missing_ok=True)
+            for pending in batch:
+                pending.error = exc
+            return
+        for old_file in replaced:
+            (self.artifacts / old_file).unlink(missing_ok=True)
 
     def info_many(self, keys: Sequence[str]) -> dict[str, ArtifactInfo]:
         """The output listing and log of every entry among ``keys``, from the index alone."""

@@ -105,9 +105,18 @@ class RemoteCache(CacheLayer):
         return f"/v8/artifacts/{key}"
 
     def _send(
-        self, method: str, key: str, *, timeout: float, attempts: int, **kwargs: Any
+        self,
+        method: str,
+        key: str,
+        *,
+        timeout: float,
+        attempts: int,
+        head: int | None = None,
+        **kwargs: Any,
     ) -> tuple[int, dict[str, str], bytes]:
-        """One request with retries; returns status, headers and (size-bounded) body."""
+        """One request with retries; returns status, headers and (size-bounded) body.
+        ``head``: read at most about that many bytes of a GET's body, then drop the
+        connection (``Range`` is asked for too; servers that ignore it send 200)."""
         if self.disabled:
             raise RemoteCacheError(self.disabled)
         import httpx
@@ -126,8 +135,8 @@ class RemoteCache(CacheLayer):
                         last = RemoteCacheError(f"{where}: HTTP {status}")
                         continue
                     body = b""
-                    if method == "GET" and status == 200:
-                        body = self._read_bounded(response)
+                    if method == "GET" and status in (200, 206):
+                        body = self._read_bounded(response, head)
                     return status, dict(response.headers), body
             except httpx.TimeoutException:
                 raise self._unavailable(f"{where}: timed out after {timeout:g}s") from None
@@ -142,17 +151,20 @@ class RemoteCache(CacheLayer):
         return RemoteCacheError(self.disabled)
 
     @staticmethod
-    def _read_bounded(response: httpx.Response) -> bytes:
+    def _read_bounded(response: httpx.Response, head: int | None = None) -> bytes:
         declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_DOWNLOAD:
+        too_big = declared is not None and declared.isdigit() and int(declared) > MAX_DOWNLOAD
+        if too_big and head is None:
             raise RemoteCacheError(f"artifact of {declared} bytes exceeds the {MAX_DOWNLOAD} limit")
         chunks: list[bytes] = []
         size = 0
         for chunk in response.iter_bytes():
             size += len(chunk)
+            chunks.append(chunk)
+            if head is not None and size >= head:
+                break  # the rest is not read: leaving the stream drops the connection
             if size > MAX_DOWNLOAD:
                 raise RemoteCacheError(f"artifact exceeds the {MAX_DOWNLOAD} byte limit")
-            chunks.append(chunk)
         return b"".join(chunks)
 
     def _check_status(self, status: int, key: str, method: str) -> None:
@@ -198,6 +210,27 @@ class RemoteCache(CacheLayer):
         return Artifact(
             key=key, data=body, duration_ms=float(duration) if duration.isdigit() else 0.0
         )
+
+    def read_head(self, key: str, size: int) -> bytes | None:
+        """The first ``size`` bytes (or more) of the artifact: a GET asking for that range,
+        whose body is read only that far. With ``signature`` on, the whole artifact is read
+        and verified (a tag covers the whole body)."""
+        if self.signature_key is not None:
+            artifact = self.get(key)
+            return None if artifact is None else artifact.data
+        status, _, body = self._send(
+            "GET",
+            key,
+            timeout=self.timeout,
+            attempts=READ_ATTEMPTS,
+            head=size,
+            headers={"Range": f"bytes=0-{size - 1}"},
+        )
+        if status == 404:
+            return None
+        if status not in (200, 206):
+            self._check_status(status, key, "GET")
+        return body
 
     def put(self, key: str, artifact: Artifact) -> None:
         headers = {
