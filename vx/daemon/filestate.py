@@ -37,7 +37,7 @@ from typing import Any
 
 __all__ = ["FLOOD", "FileState"]
 
-#: More changed paths than this between two syncs: forget everything (an inotify queue
+#: More changes than this between two syncs: forget everything (an inotify queue
 #: overflow loses events silently behind watchfiles; a burst this large may have been one).
 FLOOD = 2000
 
@@ -82,6 +82,8 @@ class FileState:
         """The listing split per project, per project set."""
         self._real_dirs: dict[str, bool] = {}
         self._cookies = 0
+        self._changed = 0
+        """Changes applied since the last sync (a flood means a possible overflow)."""
         self.rescans = 0
         self.synced = False
 
@@ -126,6 +128,7 @@ class FileState:
         self.listing = None
         self.parsed.clear()
         self._real_dirs.clear()
+        self._changed = 0
         self.rescans += 1
         self.log(f"file state: rescan ({reason})")
 
@@ -155,6 +158,7 @@ class FileState:
                     self.forget(f"the watcher returned {changes!r}")
                     return False
                 if self.apply(changes, cookie):
+                    self._changed = 0
                     self.synced = True
                     return True
         except Exception as exc:  # the watcher's own error, or it was closed
@@ -195,8 +199,10 @@ class FileState:
                 moved.append(path)
             if not listing and self._changes_listing(change, path):
                 listing = True
-        if len(changes) > FLOOD:
-            self.forget(f"{len(changes)} changes at once")
+        self._changed += len(changes)
+        if self._changed > FLOOD:
+            self.forget(f"{self._changed} changes at once")
+            self._changed = 0
             return seen
         if moved:
             self._forget_below(moved)
