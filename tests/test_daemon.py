@@ -695,3 +695,23 @@ def test_without_watchfiles_the_server_keeps_no_file_state(
         assert _log(ws).count("file state not kept") == 1
     finally:
         ws.run_subprocess("daemon", "stop")
+
+
+def test_a_replaced_workspace_root_stops_the_watcher(workspace: VxWorkspace) -> None:
+    """A root deleted and made again (a fresh clone in its place) is no longer watched: the
+    server must not keep file state for it."""
+    _warm(workspace)
+    _same_dry_run(workspace)
+    old = workspace.path.with_name(workspace.path.name + "-old")
+    workspace.path.rename(old)
+    shutil.copytree(old, workspace.path, symlinks=True)
+    shutil.rmtree(old)
+    assert _statuses(_same_dry_run(workspace))["core#build"] == "hit"
+    # An edit in the new tree reaches no watcher: nothing may be answered from memory.
+    (workspace.path / "packages/core/src/a.py").write_text("A = 7\n")
+    assert _statuses(_same_dry_run(workspace))["core#build"] == "miss"
+    files = _status(workspace)["files"]
+    assert files["state"] == "stopped"
+    assert "replaced" in files["reason"]
+    (workspace.path / "packages/core/src/a.py").write_text("A = 1\n")
+    assert _statuses(_same_dry_run(workspace))["core#build"] == "hit"

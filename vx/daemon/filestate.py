@@ -84,6 +84,8 @@ class FileState:
         self._cookies = 0
         self._changed = 0
         """Changes applied since the last sync (a flood means a possible overflow)."""
+        self._identity: tuple[int, int] | None = None
+        """The root directory's device and inode when watching started."""
         self.rescans = 0
         self.synced = False
 
@@ -102,6 +104,7 @@ class FileState:
             return
         try:
             os.makedirs(self.cookie_dir, exist_ok=True)
+            self._identity = _identity(self.root)
             self.notify = RustNotify([self.root], False, False, 300, True, True)
         except Exception as exc:  # the kernel's watch limit, a vanished root, ...
             self._off(f"cannot watch {self.root}: {exc}")
@@ -137,6 +140,10 @@ class FileState:
         guaranteed: this request then reads everything from disk."""
         self.synced = False
         if self.notify is None:
+            return False
+        if _identity(self.root) != self._identity:
+            # Deleted and made again (a fresh clone in its place): the watch is on the old one.
+            self.stop("the workspace root directory was replaced")
             return False
         self._cookies += 1
         cookie = os.path.join(self.cookie_dir, f"cookie-{os.getpid()}-{self._cookies}")
@@ -279,6 +286,14 @@ class FileState:
             "listing": self.listing is not None,
             "rescans": self.rescans,
         }
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _git_signature(root: str, excludes: object) -> tuple[object, ...]:
