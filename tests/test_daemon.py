@@ -715,3 +715,14 @@ def test_a_replaced_workspace_root_stops_the_watcher(workspace: VxWorkspace) -> 
     assert "replaced" in files["reason"]
     (workspace.path / "packages/core/src/a.py").write_text("A = 1\n")
     assert _statuses(_same_dry_run(workspace))["core#build"] == "hit"
+
+
+def test_a_server_started_first_marks_the_state_directory(workspace: VxWorkspace) -> None:
+    """The server's cookie directory may be the first thing in ``.vx``: it is marked like a
+    run marks it (git never picks it up)."""
+    assert not (workspace.path / ".vx").exists()
+    started = workspace.run_subprocess("daemon", "start")
+    assert started.exit_code == 0, started.stderr
+    assert (workspace.path / ".vx/.gitignore").read_text().endswith("\n*\n")
+    assert (workspace.path / ".vx/CACHEDIR.TAG").is_file()
+    assert _status(workspace)["files"]["state"] == "watching"

@@ -103,7 +103,7 @@ class FileState:
             self._off(f"watchfiles is not importable ({exc}); pip install watchfiles")
             return
         try:
-            os.makedirs(self.cookie_dir, exist_ok=True)
+            self._cookie_dir()
             self._identity = _identity(self.root)
             self.notify = RustNotify([self.root], False, False, 300, True, True)
         except Exception as exc:  # the kernel's watch limit, a vanished root, ...
@@ -111,6 +111,13 @@ class FileState:
             return
         self.state, self.reason = "watching", ""
         self.log(f"file state: watching {self.root}")
+
+    def _cookie_dir(self) -> None:
+        """``.vx/daemon``; a ``.vx`` made here gets its ``.gitignore`` and ``CACHEDIR.TAG``
+        as when a run makes it (``git add -A`` must never pick it up)."""
+        from vx.statedir import make_dirs
+
+        make_dirs(Path(self.cookie_dir))
 
     def _off(self, reason: str) -> None:
         self.state, self.reason = "off", reason
@@ -148,7 +155,7 @@ class FileState:
         self._cookies += 1
         cookie = os.path.join(self.cookie_dir, f"cookie-{os.getpid()}-{self._cookies}")
         try:
-            os.makedirs(self.cookie_dir, exist_ok=True)
+            self._cookie_dir()
             os.close(os.open(cookie, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         except OSError as exc:
             self.forget(f"cannot write the sync cookie: {exc}")
