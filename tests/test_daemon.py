@@ -664,6 +664,10 @@ def test_a_flood_of_changes_or_no_cookie_rescans(workspace: VxWorkspace) -> None
     assert _statuses(_same_dry_run(workspace))["core#build"] == "miss"
     assert "cannot write the sync cookie" in _log(workspace)
     cookies.unlink()
+    # Its directory removed: made again, and this request reads from disk (no 2 s wait for
+    # a cookie the watcher may not see yet).
+    assert _statuses(_same_dry_run(workspace))["core#build"] == "miss"
+    assert "the sync directory was made again" in _log(workspace)
     (workspace.path / "packages/core/src/a.py").write_text("A = 1\n")
     assert _statuses(_same_dry_run(workspace))["core#build"] == "hit"
     assert _status(workspace)["files"]["state"] == "watching"

@@ -154,8 +154,14 @@ class FileState:
             return False
         self._cookies += 1
         cookie = os.path.join(self.cookie_dir, f"cookie-{os.getpid()}-{self._cookies}")
+        if not os.path.lexists(self.cookie_dir):
+            # Removed (``rm -rf .vx``): the watcher may not watch the new one yet, and its
+            # cookie could never arrive. Read from disk this once.
+            with contextlib.suppress(OSError):
+                self._cookie_dir()
+            self.forget("the sync directory was made again")
+            return False
         try:
-            self._cookie_dir()
             os.close(os.open(cookie, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         except OSError as exc:
             self.forget(f"cannot write the sync cookie: {exc}")
