@@ -250,7 +250,15 @@ class Server:
             return True
         begun = time.perf_counter()
         client_path = request["client"]["path"]
-        session = serving.Session(lambda: write_frame(connection, {"answer": "serve"}))
+
+        def commit() -> None:
+            write_frame(connection, {"answer": "serve"})
+            # The keys are computed: from here on (completing hits, or the rare task that
+            # runs here when a hit vanished) digests are read from disk, so that a change
+            # made while the answer is produced is seen (the check before storing a result).
+            filehash.memo = gitfiles.memo = None
+
+        session = serving.Session(commit)
         synced = time.perf_counter()
         memo = self.files if self.files.sync() else None
         self.sync_ms = (time.perf_counter() - synced) * 1000
