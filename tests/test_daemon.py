@@ -7,6 +7,7 @@ import json
 import os
 import pwd
 import random
+import shutil
 import signal
 import socket
 import stat
@@ -377,6 +378,9 @@ PROPERTY_FILES = {
         for i in range(3)
     },
     **{f"packages/p{i}/src/{n}.txt": f"{i}-{n}\n" for i in range(3) for n in ("a", "b")},
+    # Ignored, untracked: listed only once `git add -f` puts it in the index.
+    ".gitignore": "*.ign\n",
+    **{f"packages/p{i}/src/secret.ign": f"{i}-secret\n" for i in range(3)},
 }
 
 
@@ -406,8 +410,15 @@ def _edit(ws: VxWorkspace, rng: random.Random, env: dict[str, str]) -> str:
             "global-env",
             "outputs",
             "nothing",
+            "gitignore",
+            "git-add-ignored",
+            "untrack",
+            "replace-dir",
+            "subdir",
+            "symlink",
         ]
     )
+    src = project / "src"
     if kind == "edit" and sources:
         path = rng.choice(sources)
         path.write_text(path.read_text() + f"{rng.random()}\n")
@@ -448,6 +459,45 @@ def _edit(ws: VxWorkspace, rng: random.Random, env: dict[str, str]) -> str:
         out = project / "dist" / "out"
         if out.exists():
             out.unlink()
+    elif kind == "gitignore":  # ignore (or stop ignoring) the added files: a listing change
+        gitignore = ws.path / ".gitignore"
+        lines = gitignore.read_text().splitlines()
+        rule = "n*.txt"
+        lines = [line for line in lines if line != rule] if rule in lines else [*lines, rule]
+        gitignore.write_text("".join(f"{line}\n" for line in lines))
+    elif kind == "git-add-ignored":  # only .git/index changes, no file in the tree
+        _git(ws, "add", "-f", str((src / "secret.ign").relative_to(ws.path)))
+    elif kind == "untrack" and sources:  # ignored and out of the index: no longer listed
+        path = rng.choice(sources)
+        relative = path.relative_to(ws.path).as_posix()
+        with (ws.path / ".gitignore").open("a") as gitignore:
+            gitignore.write(f"/{relative}\n")
+        subprocess.run(
+            ["git", "rm", "-q", "--cached", "--ignore-unmatch", relative],
+            cwd=ws.path,
+            check=True,
+            capture_output=True,
+        )
+    elif kind == "replace-dir":
+        # A directory renamed into place: its files bring no event of their own.
+        fresh = project / "src.new"
+        fresh.mkdir()
+        for path in sources:
+            text = path.read_text()
+            (fresh / path.name).write_text(text[:-2] + rng.choice("xyz") + "\n")
+        (fresh / "secret.ign").write_text("replaced\n")
+        src.rename(project / "src.old")
+        fresh.rename(src)
+        shutil.rmtree(project / "src.old")
+    elif kind == "subdir":  # a new directory and a file in it, at once
+        sub = src / f"d{rng.randrange(100)}"
+        sub.mkdir(exist_ok=True)
+        (sub / "c.txt").write_text(f"{rng.random()}\n")
+    elif kind == "symlink" and sources:  # a link's input is its target's name
+        link = src / "link.txt"
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(rng.choice(sources).name)
     return kind
 
 
@@ -470,7 +520,7 @@ def test_answers_with_the_server_equal_answers_without_it(vx_workspace: Make, se
         assert first.exit_code == 0, first.stderr
         _wait_for_server(ws)
         served = 0
-        for step in range(8):
+        for step in range(10):
             kind = _edit(ws, rng, env)
             context = f"seed {seed}, step {step} ({kind})"
             with_server = ws.run_subprocess("run", "build", "--dry=json", env={**env, **ON})
@@ -488,8 +538,12 @@ def test_answers_with_the_server_equal_answers_without_it(vx_workspace: Make, se
             assert real.exit_code == 0, context + real.stderr
             assert "warning" not in real.stderr, context + real.stderr
             assert _decisions(real.summary) == predicted, context
-            served = _status(ws)["served"]
-        assert served >= 8  # every dry run at least was answered by the server
+            status = _status(ws)
+            served = status["served"]
+        assert served >= 10  # every dry run at least was answered by the server
+        # ... with file state kept between requests (not re-read each time).
+        assert status["files"]["state"] == "watching"
+        assert status["files"]["files"] > 0
     finally:
         ws.run_subprocess("daemon", "stop")
 
@@ -520,3 +574,159 @@ def test_a_server_that_cannot_start_leaves_the_run_passing(workspace: VxWorkspac
     assert "vx: warning: could not start the warm server:" in result.stderr
     assert "Traceback" not in result.stderr
     assert "internal error" not in result.stderr
+
+
+# -- file state kept warm: what makes the server forget it ---------------------------------
+
+
+def _same_dry_run(ws: VxWorkspace, context: str = "") -> dict[str, Any]:
+    """``--dry=json`` through the server equals it without; the plan, parsed."""
+    served = ws.run_subprocess("run", "build", "--dry=json", env=ON)
+    alone = ws.run_subprocess("run", "build", "--dry=json", "--no-daemon")
+    assert served.exit_code == alone.exit_code == 0, context + served.stderr
+    assert served.stdout == alone.stdout, context
+    return dict(json.loads(served.stdout))
+
+
+def _statuses(plan: dict[str, Any]) -> dict[str, str]:
+    return {t["id"]: t["cache"]["status"] for t in plan["tasks"]}
+
+
+def test_file_state_is_kept_and_follows_edits(workspace: VxWorkspace) -> None:
+    _git(workspace, "init", "-q", "-b", "main")
+    _git(workspace, "add", "-A")
+    _git(workspace, "commit", "-qm", "start")
+    _warm(workspace)
+    assert _statuses(_same_dry_run(workspace)) == {"core#build": "hit", "app#build": "hit"}
+    files = _status(workspace)["files"]
+    assert files["state"] == "watching"
+    assert files["files"] >= 2  # the inputs' digests are kept
+    assert files["listing"] is True  # and git's listing (the workspace is a git repository)
+    shown = workspace.run_subprocess("daemon", "status").stdout
+    assert f"file state   watched, {files['files']} files kept" in shown
+    source = workspace.path / "packages/core/src/a.py"
+    # Same size, same second, right after a served answer: seen by the sync, not by stat.
+    for text in ("A = 2\n", "A = 3\n", "A = 1\n"):
+        source.write_text(text)
+        expected = "hit" if text == "A = 1\n" else "miss"
+        assert _statuses(_same_dry_run(workspace, text))["core#build"] == expected
+    # A new file, then its directory renamed away: listed, then not.
+    extra = workspace.path / "packages/core/src/new"
+    extra.mkdir()
+    (extra / "b.py").write_text("B = 1\n")
+    assert _statuses(_same_dry_run(workspace))["core#build"] == "miss"
+    extra.rename(workspace.path / "packages/core/gone")
+    assert _statuses(_same_dry_run(workspace))["core#build"] == "miss"  # gone/ is an input
+    shutil.rmtree(workspace.path / "packages/core/gone")
+    assert _statuses(_same_dry_run(workspace))["core#build"] == "hit"
+    assert _status(workspace)["files"]["rescans"] == 0
+
+
+def test_a_dead_watcher_drops_the_file_state(workspace: VxWorkspace) -> None:
+    from vx.daemon.control import ask
+
+    _warm(workspace)
+    _same_dry_run(workspace)
+    assert _status(workspace)["files"]["files"] > 0
+    assert ask(server_paths(str(workspace.path)), "close-watcher") is not None
+    (workspace.path / "packages/core/src/a.py").write_text("A = 9\n")
+    assert _statuses(_same_dry_run(workspace))["core#build"] == "miss"
+    files = _status(workspace)["files"]
+    assert files["state"] == "stopped"
+    assert files["files"] == 0
+    assert "watcher error" in files["reason"]
+    # Without a watcher the server answers like before file state was kept.
+    (workspace.path / "packages/core/src/a.py").write_text("A = 1\n")
+    assert _statuses(_same_dry_run(workspace))["core#build"] == "hit"
+    assert _status(workspace)["files"]["files"] == 0
+    assert "file state: rescan (watcher error" in _log(workspace)
+
+
+def test_a_flood_of_changes_or_no_cookie_rescans(workspace: VxWorkspace) -> None:
+    from vx.daemon.filestate import FLOOD
+
+    _warm(workspace)
+    _same_dry_run(workspace)
+    # More changes at once than the watcher is trusted with (an inotify overflow is silent).
+    flood = workspace.path / "packages/core/src/flood"
+    flood.mkdir()
+    for n in range(FLOOD + 1):
+        (flood / f"f{n}.py").write_text("x\n")
+    assert _statuses(_same_dry_run(workspace))["core#build"] == "miss"
+    assert "changes at once" in _log(workspace)
+    shutil.rmtree(flood)
+    assert _statuses(_same_dry_run(workspace))["core#build"] == "hit"
+    # The sync cookie cannot be written: this request reads everything from disk.
+    cookies = workspace.path / ".vx/daemon"
+    shutil.rmtree(cookies)
+    cookies.write_text("not a directory\n")
+    (workspace.path / "packages/core/src/a.py").write_text("A = 5\n")
+    assert _statuses(_same_dry_run(workspace))["core#build"] == "miss"
+    assert "cannot write the sync cookie" in _log(workspace)
+    cookies.unlink()
+    # Its directory removed: made again, and this request reads from disk (no 2 s wait for
+    # a cookie the watcher may not see yet).
+    assert _statuses(_same_dry_run(workspace))["core#build"] == "miss"
+    assert "the sync directory was made again" in _log(workspace)
+    (workspace.path / "packages/core/src/a.py").write_text("A = 1\n")
+    assert _statuses(_same_dry_run(workspace))["core#build"] == "hit"
+    assert _status(workspace)["files"]["state"] == "watching"
+
+
+def test_without_watchfiles_the_server_keeps_no_file_state(
+    vx_workspace: Make, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "block" / "watchfiles"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('watchfiles is not installed')\n")
+    path = os.pathsep.join(filter(None, [str(blocker.parent), os.environ.get("PYTHONPATH")]))
+    ws = vx_workspace(FILES)
+    env = {**ON, "PYTHONPATH": path}
+    try:
+        first = ws.run_subprocess("run", "build", env=env)
+        assert first.exit_code == 0, first.stderr
+        _wait_for_server(ws)
+        for text in ("A = 2\n", "A = 1\n"):
+            (ws.path / "packages/core/src/a.py").write_text(text)
+            served = ws.run_subprocess("run", "build", "--dry=json", env=env)
+            alone = ws.run_subprocess("run", "build", "--dry=json", "--no-daemon")
+            assert served.exit_code == 0, served.stderr
+            assert served.stdout == alone.stdout
+        status = _status(ws)
+        assert status["served"] == 2
+        assert status["files"]["state"] == "off"
+        assert "watchfiles is not importable" in status["files"]["reason"]
+        assert _log(ws).count("file state not kept") == 1
+    finally:
+        ws.run_subprocess("daemon", "stop")
+
+
+def test_a_replaced_workspace_root_stops_the_watcher(workspace: VxWorkspace) -> None:
+    """A root deleted and made again (a fresh clone in its place) is no longer watched: the
+    server must not keep file state for it."""
+    _warm(workspace)
+    _same_dry_run(workspace)
+    old = workspace.path.with_name(workspace.path.name + "-old")
+    workspace.path.rename(old)
+    shutil.copytree(old, workspace.path, symlinks=True)
+    shutil.rmtree(old)
+    assert _statuses(_same_dry_run(workspace))["core#build"] == "hit"
+    # An edit in the new tree reaches no watcher: nothing may be answered from memory.
+    (workspace.path / "packages/core/src/a.py").write_text("A = 7\n")
+    assert _statuses(_same_dry_run(workspace))["core#build"] == "miss"
+    files = _status(workspace)["files"]
+    assert files["state"] == "stopped"
+    assert "replaced" in files["reason"]
+    (workspace.path / "packages/core/src/a.py").write_text("A = 1\n")
+    assert _statuses(_same_dry_run(workspace))["core#build"] == "hit"
+
+
+def test_a_server_started_first_marks_the_state_directory(workspace: VxWorkspace) -> None:
+    """The server's cookie directory may be the first thing in ``.vx``: it is marked like a
+    run marks it (git never picks it up)."""
+    assert not (workspace.path / ".vx").exists()
+    started = workspace.run_subprocess("daemon", "start")
+    assert started.exit_code == 0, started.stderr
+    assert (workspace.path / ".vx/.gitignore").read_text().endswith("\n*\n")
+    assert (workspace.path / ".vx/CACHEDIR.TAG").is_file()
+    assert _status(workspace)["files"]["state"] == "watching"

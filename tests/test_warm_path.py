@@ -78,8 +78,10 @@ def test_a_warm_full_hit_imports_no_heavy_module(vx_workspace: Make) -> None:
         assert heavy not in warm, f"a warm full hit imported {heavy}"
     # Without a warm server (the suite runs with VX_DAEMON=0): only the decision whether to
     # start one is made at the end of the run; its server and socket code stay unloaded.
-    for module in ("vx.daemon.server", "socket"):
+    for module in ("vx.daemon.server", "socket", "vx.daemon.filestate", "watchfiles"):
         assert module not in warm, f"a warm full hit imported {module}"
+    for module in ("vx.daemon.filestate", "watchfiles"):
+        assert module not in cold, f"a run that executes tasks imported {module}"
 
 
 def test_the_watch_plugin_imports_nothing_for_vx_run(vx_workspace: Make) -> None:
@@ -264,3 +266,6 @@ def test_a_served_full_hit_imports_only_the_thin_client(
     assert "vx.daemon.client" in served
     for heavy in ("vx.cli", "vx.config", "pluggy", "blake3", "typing", "json", "socket", "re"):
         assert heavy not in served, f"a served full hit imported {heavy}"
+    # The file watcher lives in the server only.
+    for watcher in ("watchfiles", "vx.daemon.filestate", "vx.daemon.server"):
+        assert watcher not in served, f"a served full hit's client imported {watcher}"

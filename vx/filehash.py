@@ -9,12 +9,27 @@ import stat
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 import blake3
 
 from vx.fileio import atomic_write
 
-__all__ = ["FileHasher", "digest_text"]
+__all__ = ["DigestMemo", "FileHasher", "digest_text"]
+
+
+class DigestMemo(Protocol):
+    """Digests kept across runs and invalidated by a file watcher (the warm server's
+    :class:`vx.daemon.filestate.FileState`)."""
+
+    known: dict[str, str]
+
+    def remember(self, path: str, digest: str) -> None: ...
+
+
+#: The warm server's file state while a request is synced with its watcher: digests of
+#: files unchanged since they were read, kept across requests. None in a run of its own.
+memo: DigestMemo | None = None
 
 #: Files at least this big are hashed in worker threads.
 _PARALLEL_SIZE = 256 * 1024
@@ -34,24 +49,39 @@ class FileHasher:
 
     def __init__(self, cache_file: Path | None) -> None:
         self.cache_file = cache_file
-        self._cache: dict[str, tuple[int, int, int, int, str]] = {}
+        self._loaded: dict[str, tuple[int, int, int, int, str]] | None = None
         self._dirty = False
         self._started = time.time()
-        if cache_file is not None:
-            try:
-                loaded = marshal.loads(cache_file.read_bytes())
-                if isinstance(loaded, dict):
-                    self._cache = loaded
-            except (OSError, EOFError, ValueError, TypeError):
-                self._cache = {}
+
+    @property
+    def _cache(self) -> dict[str, tuple[int, int, int, int, str]]:
+        """The stat cache, read on first use (the warm server's memo often answers all)."""
+        if self._loaded is None:
+            self._loaded = {}
+            if self.cache_file is not None:
+                try:
+                    loaded = marshal.loads(self.cache_file.read_bytes())
+                    if isinstance(loaded, dict):
+                        self._loaded = loaded
+                except (OSError, EOFError, ValueError, TypeError):
+                    pass
+        return self._loaded
 
     def digests(self, paths: Iterable[str]) -> dict[str, str | None]:
         """Digest of each absolute path (None if it does not exist or is a directory);
         unchanged files are not re-read."""
         result: dict[str, str | None] = {}
         todo: list[tuple[str, os.stat_result]] = []
-        lstat, cache = os.lstat, self._cache
+        lstat, cache = os.lstat, None
+        kept = memo
+        known = kept.known if kept is not None else {}
         for path in paths:
+            found = known.get(path)
+            if found is not None:
+                result[path] = found
+                continue
+            if cache is None:
+                cache = self._cache
             try:
                 st = lstat(path)
             except (FileNotFoundError, NotADirectoryError):
@@ -63,6 +93,8 @@ class FileHasher:
             cached = cache.get(path)
             if cached and cached[:4] == (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns):
                 result[path] = cached[4]
+                if kept is not None:
+                    kept.remember(path, cached[4])
             else:
                 todo.append((path, st))
         # Small files are cheaper to hash inline than to hand to a thread; large ones are
@@ -79,6 +111,11 @@ class FileHasher:
                     result[path] = digest
         else:
             result.update((path, self._digest_one((path, st))) for path, st in large)
+        if kept is not None:
+            for path, _ in todo:
+                computed = result[path]
+                if computed is not None:
+                    kept.remember(path, computed)
         return result
 
     def _digest_one(self, item: tuple[str, os.stat_result]) -> str:

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vx import gitfiles
 from vx.cachedir import CACHEDIR_TAG, is_cache_dir
 from vx.gitfiles import git_ls_files
 
@@ -78,12 +79,19 @@ class FileLister:
         output = git_ls_files(self.workspace.root)
         if output is None:
             return None
-        names = [n for n in output.decode(errors="surrogateescape").split("\0") if n]
         projects = {
             ("" if p.relpath == "." else p.relpath): p.relpath
             for p in self.workspace.projects.values()
         }
         projects.setdefault("", ".")  # files of no member project (for global_inputs)
+        # The warm server keeps the split of a listing it kept, per project set.
+        kept = gitfiles.memo
+        memo_key = tuple(sorted(projects.items()))
+        if kept is not None and kept.git_listing(self.workspace.root) is output:
+            self._git = kept.parsed.get(memo_key)
+            if self._git is not None:
+                return self._git
+        names = [n for n in output.decode(errors="surrogateescape").split("\0") if n]
         listing: dict[str, list[str]] = {relpath: [] for relpath in projects.values()}
         cache_dirs = {
             name[: -len(_TAG_SUFFIX)]
@@ -105,6 +113,8 @@ class FileLister:
                 continue
             listing[owner[0]].append(name[owner[1] :])
         self._git = listing
+        if kept is not None and kept.git_listing(self.workspace.root) is output:
+            kept.parsed[memo_key] = listing
         return listing
 
     @staticmethod

@@ -75,7 +75,18 @@ def daemon_command(config: Config) -> int:
             f"  uptime       {status['uptime']:.0f} s (idle timeout {status['idle_timeout']:g} s)\n"
             f"  requests     {status['requests']} ({status['served']} served)\n"
             f"  memory       {status['rss_bytes'] / 2**20:.0f} MB RSS\n"
+            f"  file state   {_file_state(status.get('files'))}\n"
             f"  socket       {status['socket']}\n"
             f"  log          {status['log']}\n"
         )
     return 0 if status is not None else 1
+
+
+def _file_state(files: object) -> str:
+    """``watched, 5400 files kept (git listing kept, 0 rescans)`` or why not."""
+    if not isinstance(files, dict):
+        return "not kept"
+    if files.get("state") != "watching":
+        return f"not kept: {files.get('reason')}"
+    listing = ", git listing kept" if files.get("listing") else ""
+    return f"watched, {files.get('files')} files kept ({files.get('rescans')} rescans{listing})"

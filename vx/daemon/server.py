@@ -5,9 +5,9 @@ It keeps vx's modules and the plugins' modules imported, and answers one request
 each ``vx run`` request goes through the same code as a run in a new process (``vx.cli``
 with a fresh plugin manager, configuration, workspace, graph and keys), with the client's
 arguments, environment, working directory and terminal (its descriptors), so its answer is
-the answer of a run without the server. No file state is kept in memory between requests:
-what a run reads from disk it reads again (the on-disk start-up caches validate themselves
-by stat, as in any run); what the process keeps is code.
+the answer of a run without the server. Besides code it keeps file state: input digests and
+the git listing, kept current by a file watcher and synced before each request
+(:mod:`vx.daemon.filestate`); everything else a run reads from disk it reads again.
 
 Before each request the server checks that it still runs what the client would run: the
 same protocol, vx version, Python and import path, and every imported module file and every
@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vx import filehash, gitfiles
 from vx.daemon import serving
 from vx.daemon.client import (
     ServerPaths,
@@ -36,6 +37,7 @@ from vx.daemon.client import (
     server_paths,
     write_frame,
 )
+from vx.daemon.filestate import FileState
 
 __all__ = ["main"]
 
@@ -64,6 +66,9 @@ class Server:
         self.unwanted = False
         self.socket_inode = -1
         self.check_ms = 0.0
+        self.sync_ms = 0.0
+        self.files = FileState(root, self.log)
+        self.terminating = False
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -114,7 +119,9 @@ class Server:
             if not self._owns_socket():
                 self.log("the socket was replaced or removed: exiting")
                 return
-            self.listener.settimeout(min(self.idle_timeout - idle, 30.0))
+            self.files.drain()
+            self._exit_if_terminating()
+            self.listener.settimeout(min(self.idle_timeout - idle, 5.0))
             try:
                 connection, _ = self.listener.accept()
             except TimeoutError:
@@ -128,6 +135,11 @@ class Server:
                 finally:
                     with contextlib.suppress(OSError):
                         os.unlink(self.paths.busy)
+
+    def _exit_if_terminating(self) -> None:
+        """A SIGTERM that arrived while the watcher waited was swallowed there: exit now."""
+        if self.terminating:
+            raise SystemExit(0)
 
     def _owns_socket(self) -> bool:
         try:
@@ -158,6 +170,11 @@ class Server:
                 write_frame(connection, {"answer": "stopping", "pid": os.getpid()})
                 self.log("stop requested")
                 return False
+            if op == "close-watcher":  # for tests: the watcher dies as on an error
+                if self.files.notify is not None:
+                    self.files.notify.close()
+                write_frame(connection, {"answer": "closed"})
+                return True
             if op != "run" or len(fds) != 3:
                 write_frame(connection, {"answer": "fallback", "reason": "unknown request"})
                 return True
@@ -192,6 +209,7 @@ class Server:
             "served": self.served,
             "idle_timeout": self.idle_timeout,
             "rss_bytes": _rss_bytes(),
+            "files": self.files.status(),
         }
 
     def check(self, client: object) -> None:
@@ -232,12 +250,25 @@ class Server:
             return True
         begun = time.perf_counter()
         client_path = request["client"]["path"]
-        session = serving.Session(lambda: write_frame(connection, {"answer": "serve"}))
+
+        def commit() -> None:
+            write_frame(connection, {"answer": "serve"})
+            # The keys are computed: from here on (completing hits, or the rare task that
+            # runs here when a hit vanished) digests are read from disk, so that a change
+            # made while the answer is produced is seen (the check before storing a result).
+            filehash.memo = gitfiles.memo = None
+
+        session = serving.Session(commit)
+        synced = time.perf_counter()
+        memo = self.files if self.files.sync() else None
+        self.sync_ms = (time.perf_counter() - synced) * 1000
+        self._exit_if_terminating()
         before = set(sys.modules)
         umask = request.get("umask")
         umask = umask if isinstance(umask, int) else 0o022
         with _client_process(env, cwd, fds, streams, session, client_path, umask) as restore:
             serving.current = session
+            filehash.memo = gitfiles.memo = memo
             try:
                 _forget_process_state()
                 if not self.wanted(args):
@@ -249,6 +280,8 @@ class Server:
                 reason = exc.reason
             finally:
                 serving.current = None
+                filehash.memo = gitfiles.memo = None
+                self.files.synced = False
         self._after(before)
         if code is None:
             write_frame(connection, {"answer": "fallback", "reason": reason})
@@ -261,7 +294,8 @@ class Server:
         self.served += 1
         took = (time.perf_counter() - begun) * 1000
         self.log(
-            f"served {' '.join(args)} -> {code} in {took:.0f} ms (+{self.check_ms:.1f} ms checks)"
+            f"served {' '.join(args)} -> {code} in {took:.0f} ms (+{self.check_ms:.1f} ms checks,"
+            f" sync {self.sync_ms:.1f} ms, {len(self.files.known)} files kept)"
         )
         return True
 
@@ -505,9 +539,15 @@ def main(argv: list[str]) -> int:
         os.unlink(paths.pid)
         return 1
     server = Server(root, paths, timeout)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+    def terminate(*_: object) -> None:
+        server.terminating = True
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         server.warm_up()
+        server.files.start()
         server.listen()
         server.log(f"started (pid {os.getpid()}, vx {server.facts['vx']}, {sys.executable})")
         server.loop()
