@@ -212,9 +212,6 @@ LAYER = """
             self.directory.mkdir(parents=True, exist_ok=True)
             (self.directory / key).write_bytes(artifact.data)
 
-        def has(self, key: str) -> bool:
-            return (self.directory / key).exists()
-
 
     @vx.hookimpl
     def vx_cache_layers(config: Config) -> list[vx.CacheLayer]:
@@ -385,9 +382,6 @@ SLOW_LAYER = """
         def put(self, key: str, artifact: vx.Artifact) -> None:
             (self.root / "saving").touch()
             time.sleep(3)
-
-        def has(self, key: str) -> bool:
-            return False
 
 
     @vx.hookimpl

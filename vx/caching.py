@@ -188,11 +188,6 @@ class CacheLayer:
         afterwards. Default: :meth:`put` with the file's bytes."""
         self.put(key, replace(artifact, data=path.read_bytes()))
 
-    def has(self, key: str) -> bool:
-        """Whether an entry exists for ``key``. (``--dry`` and ``vx why`` call
-        :meth:`read_head` instead, which also answers None for a missing entry.)"""
-        raise NotImplementedError
-
     def read_head(self, key: str, size: int) -> bytes | None:
         """At least the first ``size`` bytes of the artifact stored under ``key`` (all of it
         when it is shorter), or None when there is none. ``--dry`` and ``vx why`` read an

@@ -166,14 +166,6 @@ class LocalCache(CacheLayer):
 
     # -- CacheLayer ------------------------------------------------------------
 
-    def has(self, key: str) -> bool:
-        with self._connect() as db:
-            row = db.execute("SELECT file FROM entries WHERE key = ?", (key,)).fetchone()
-            if row is None or not (self.artifacts / row[0]).is_file():
-                return False
-            self._touched[key] = time.time()
-            return True
-
     def get(self, key: str) -> Artifact | None:
         with self._connect() as db:
             row = db.execute(

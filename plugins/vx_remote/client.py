@@ -183,15 +183,6 @@ class RemoteCache(CacheLayer):
 
     # -- CacheLayer ------------------------------------------------------------
 
-    def has(self, key: str) -> bool:
-        status, _, _ = self._send("HEAD", key, timeout=self.timeout, attempts=READ_ATTEMPTS)
-        if status == 200:
-            return True
-        if status == 404:
-            return False
-        self._check_status(status, key, "HEAD")
-        return False
-
     def get(self, key: str) -> Artifact | None:
         status, headers, body = self._send("GET", key, timeout=self.timeout, attempts=READ_ATTEMPTS)
         if status == 404:
